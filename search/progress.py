@@ -1,0 +1,52 @@
+"""A progress display on the driver: one line per trial event, readable in a terminal and in CI
+logs alike, with a running count."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ray import tune
+from rich.console import Console
+
+
+class Progress(tune.Callback):
+    def __init__(self, total: int, console: Console | None = None) -> None:
+        self.total, self.done, self.failed = total, 0, 0
+        self.console = console or Console(stderr=True, highlight=False)
+        self.started: dict[str, float] = {}
+
+    def _name(self, trial) -> str:
+        return trial.custom_trial_name or str(trial)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.started[trial.trial_id] = time.monotonic()
+        self.console.print(f"[dim]▶ start[/] {self._name(trial)}")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.console.print(
+            f"[dim]  eval [/]{self._name(trial)} step {result.get('step', '?')} "
+            f"epoch {result.get('epoch', 0):.1f}  dev_score {result.get('dev_score', float('nan')):.4f}  "
+            f"best {result.get('best_dev_score', float('nan')):.4f}  loss {result.get('train_loss', float('nan')):.4f}"
+        )
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.done += 1
+        best = (trial.last_result or {}).get("best_dev_score", float("nan"))
+        self.console.print(f"[green]✓ [{self.done + self.failed}/{self.total}][/] {self._name(trial)} "
+                           f"best dev_score {best:.4f} ({self._elapsed(trial)})")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.failed += 1
+        self.console.print(f"[red]✗ [{self.done + self.failed}/{self.total}][/] {self._name(trial)} failed: "
+                           f"{_last_error_line(trial)} ({self._elapsed(trial)})")
+
+    def _elapsed(self, trial) -> str:
+        return f"{time.monotonic() - self.started.get(trial.trial_id, time.monotonic()):.0f}s"
+
+
+def _last_error_line(trial) -> str:
+    try:
+        lines = [ln for ln in Path(trial.error_file).read_text().splitlines() if ln.strip()]
+        return lines[-1][:300]
+    except Exception:  # the error file is best-effort display only
+        return "see the trial's error file"

@@ -1,0 +1,53 @@
+"""Spec → trials → Ray Tune param space. The grid is tasks × methods × assignments × seeds."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from search.spec import Spec
+from trainers.config import TrialConfig
+
+
+@dataclass(frozen=True)
+class Trial:
+    config: TrialConfig
+    config_id: str  # shared by the seeds of one hyperparameter assignment
+
+    @property
+    def name(self) -> str:
+        c = self.config
+        return f"{c.task}-{c.method}-{self.config_id}-s{c.seed}"
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The resolved hyperparameters, as logged to MLflow's params."""
+        c = self.config
+        return ({"task": c.task, "method": c.method, "backbone": c.backbone, "seed": c.seed}
+                | dataclasses.asdict(c.optim) | c.method_params
+                | {f"training.{k}": v for k, v in dataclasses.asdict(c.training).items()})
+
+
+def config_id(task: str, method: str, backbone: str, optim: dict, params: dict) -> str:
+    key = json.dumps([task, method, backbone, optim, params], sort_keys=True, default=str)
+    return hashlib.sha1(key.encode()).hexdigest()[:10]
+
+
+def expand(spec: Spec) -> list[Trial]:
+    trials = []
+    for task in spec.tasks:
+        for method in spec.methods:
+            for optim, params in spec.assignments(method):
+                cid = config_id(task, method, spec.backbone, dataclasses.asdict(optim), params)
+                for seed in spec.seeds:
+                    trials.append(Trial(TrialConfig(
+                        task=task, method=method, backbone=spec.backbone, seed=seed, optim=optim,
+                        method_params=params, training=spec.training, data=spec.data), cid))
+    return trials
+
+
+def param_space(trials: list[Trial]) -> dict[str, Any]:
+    from ray import tune
+
+    return {"trial": tune.grid_search([{"config": t.config.to_dict(), "config_id": t.config_id} for t in trials])}

@@ -1,0 +1,235 @@
+"""The search spec: YAML validated once, at the edge, into pydantic models.
+
+Every bad input becomes one line naming the field, the rule and the value (SpecError), before
+Ray starts and before anything is written to the tracking database.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+
+from search.uris import check_tracking_uri
+from trainers.config import DataConfig, OptimConfig, TrainingConfig
+from trainers.methods import METHODS
+from trainers.registry import unknown_name_message
+from trainers.tasks import TASKS, DataError
+
+BUNDLED = Path(__file__).parent / "specs"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_OPTIM_KEYS = tuple(OptimConfig.__dataclass_fields__)
+
+
+class SpecError(ValueError):
+    """A spec that cannot run. str() is the one line shown to the user."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SearchConfig(_Strict):
+    algorithm: Literal["grid"] = "grid"
+    max_concurrent: Optional[int] = Field(default=None, ge=1)
+
+
+class Resources(_Strict):
+    cpu: float = Field(default=1.0, gt=0)
+    gpu: float = Field(default=0.0, ge=0)
+
+
+class Tracking(_Strict):
+    uri: str = "sqlite:///mlflow.db"
+
+    @field_validator("uri")
+    @classmethod
+    def _usable(cls, v: str) -> str:
+        return check_tracking_uri(v)
+
+
+class Spec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    backbone: str
+    data: DataConfig = DataConfig()
+    tasks: list[str] = Field(min_length=1)
+    # method -> hyperparameter -> the grid's values (validated and expanded into assignments)
+    methods: dict[str, dict[str, list[Any]]] = Field(min_length=1)
+    seeds: list[int] = Field(default=[0], min_length=1)
+    training: TrainingConfig = TrainingConfig()
+    search: SearchConfig = SearchConfig()
+    resources: Resources = Resources()
+    tracking: Tracking = Tracking()
+
+    @field_validator("backbone")
+    @classmethod
+    def _backbone(cls, v: str) -> str:
+        path = Path(v).expanduser()
+        if path.is_dir():
+            return str(path.resolve())
+        if v.startswith(("/", ".", "~")) or not _HUB_ID.match(v):
+            raise ValueError(f"must be an existing model directory or a Hugging Face id like org/name (got {v!r})")
+        return v
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, v: list[str]) -> list[str]:
+        for i, name in enumerate(v):
+            if name not in TASKS:
+                raise ValueError(f"[{i}]: {unknown_name_message('task', name, TASKS.names())}")
+        _unique(v, "tasks")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        _unique(v, "seeds")
+        return v
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _grids(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v
+        out = {}
+        for method, grid in v.items():
+            if method not in METHODS:
+                raise ValueError(f"{unknown_name_message('method', method, METHODS.names())}")
+            grid = {} if grid is None else grid
+            if not isinstance(grid, dict):
+                raise ValueError(f"{method}: must map hyperparameter names to lists of values (got {grid!r})")
+            out[method] = {k: vals if isinstance(vals, list) else [vals] for k, vals in grid.items()}
+        return out
+
+    @model_validator(mode="after")
+    def _check(self) -> "Spec":
+        for method in self.methods:
+            try:
+                self.assignments(method)  # every grid point must build valid configs
+            except ValueError as e:
+                raise ValueError(f"methods.{e}") from e
+        if self.data.source == "local":
+            _check_data_dir(self.data.dir, self.tasks)
+        return self
+
+    def assignments(self, method: str) -> list[tuple[OptimConfig, dict[str, Any]]]:
+        """The grid of one method, expanded and validated: (optimizer config, method params)."""
+        grid, cls = self.methods[method], METHODS[method].Config
+        valid = _OPTIM_KEYS + tuple(getattr(cls, "__dataclass_fields__", {}))
+        for key, values in grid.items():
+            if key not in valid:
+                raise ValueError(f"{method}: {unknown_name_message('hyperparameter', key, list(valid))}")
+            if not values:
+                raise ValueError(f"{method}.{key}: the grid is empty (got [])")
+        if "lr" not in grid:
+            raise ValueError(f"{method}.lr: is required, as a value or a list (got nothing)")
+        keys = sorted(grid)
+        out = []
+        for combo in itertools.product(*(grid[k] for k in keys)):
+            point = dict(zip(keys, combo))
+            optim = _build(OptimConfig, {k: point[k] for k in keys if k in _OPTIM_KEYS}, method, point)
+            params = _build(cls, {k: point[k] for k in keys if k not in _OPTIM_KEYS}, method, point)
+            out.append((optim, {k: getattr(params, k) for k in getattr(cls, "__dataclass_fields__", {})}))
+        return out
+
+
+def _build(cls: type, values: dict[str, Any], method: str, point: dict[str, Any]):
+    try:
+        return TypeAdapter(cls).validate_python(values)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if loc:
+            raise ValueError(f"{method}.{loc}: {msg} (got {err.get('input')!r})") from e
+        raise ValueError(f"{method}.{msg}") from e
+
+
+def _unique(values: list, field: str) -> None:
+    dupes = sorted({x for x in values if values.count(x) > 1}, key=str)
+    if dupes:
+        raise ValueError(f"must not repeat values (got {dupes[0]!r} twice)")
+
+
+def _check_data_dir(directory: str | None, tasks: list[str]) -> None:
+    path = Path(directory or "")
+    if not path.is_dir():
+        raise ValueError(f"data.dir: directory does not exist (got {directory!r})")
+    for task in tasks:
+        for split in ("train", "dev"):
+            try:
+                TASKS[task].local_file(path, split)
+            except DataError as e:
+                raise ValueError(f"data.dir: {e}") from None
+
+
+# ---- loading -------------------------------------------------------------------------------
+def resolve_spec_path(ref: str) -> Path:
+    """A path, or the name of a spec bundled with peftsearch (search/specs/NAME.yaml)."""
+    path = Path(ref)
+    if path.is_file():
+        return path
+    bundled = BUNDLED / f"{ref.removesuffix('.yaml')}.yaml"
+    if bundled.is_file():
+        return bundled
+    names = sorted(p.stem for p in BUNDLED.glob("*.yaml"))
+    raise SpecError(f"spec: no such file, and no bundled spec of that name (got {ref!r}; bundled: {', '.join(names)})")
+
+
+def load_spec(ref: str | Path, *, overrides: dict[str, Any] | None = None) -> Spec:
+    path = resolve_spec_path(str(ref))
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise SpecError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from e
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: must be a YAML mapping of spec keys (got {type(raw).__name__})")
+    for dotted, value in (overrides or {}).items():
+        _set(raw, dotted, value)
+    return parse_spec(raw, source=str(path))
+
+
+def parse_spec(raw: dict[str, Any], *, source: str = "spec") -> Spec:
+    # Relative paths in a spec are relative to where the user runs peftsearch (its cwd).
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as e:
+        raise SpecError(f"{source}: {format_error(e)}") from e
+
+
+def format_error(e: ValidationError) -> str:
+    err = e.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        return f"{'.'.join(loc)}: {unknown_name_message('key', loc[-1], _valid_keys(loc[:-1]))}"
+    m = re.match(r"^([\w.\[\]]+): (.*)$", msg, re.S)
+    if m and err["type"] == "value_error":
+        head = m.group(1)
+        sep = "" if head.startswith("[") or not loc else "."
+        return f"{'.'.join(loc)}{sep}{head}: {m.group(2)}"
+    got = "" if err["type"] == "value_error" or "input" not in err else f" (got {err['input']!r})"
+    return f"{'.'.join(loc) or 'spec'}: {msg}{got}"
+
+
+def _valid_keys(parent: list[str]) -> list[str]:
+    fields: Any = Spec.model_fields
+    for name in parent:
+        kind = fields[name].annotation if name in fields else None
+        fields = getattr(kind, "model_fields", None) or getattr(kind, "__dataclass_fields__", {})
+    return list(fields)
+
+
+def _set(raw: dict, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    node = raw
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"{dotted}: cannot override inside a non-mapping value")
+    node[last] = value

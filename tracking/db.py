@@ -1,0 +1,41 @@
+"""All reads of the tracking database go through one engine and one session helper (the shape
+of optuna.storages._rdb). MLflow's schema: experiments, runs, params, tags, metrics,
+latest_metrics."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Iterator
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+def is_database_uri(uri: str) -> bool:
+    return uri.split(":", 1)[0].split("+", 1)[0] in DB_SCHEMES
+
+
+@lru_cache(maxsize=8)
+def engine(uri: str) -> sa.Engine:
+    if not is_database_uri(uri):
+        raise ValueError(
+            f"tracking-uri: must be a database URI ({', '.join(s + '://' for s in DB_SCHEMES)}) "
+            f"because the analysis reads MLflow's tables directly (got {uri!r})"
+        )
+    return sa.create_engine(uri)
+
+
+@contextmanager
+def session_scope(uri: str) -> Iterator[Session]:
+    """A session that commits on success, rolls back on error, and always closes."""
+    session = sessionmaker(bind=engine(uri))()
+    try:
+        yield session
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
+    finally:
+        session.close()

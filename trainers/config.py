@@ -1,0 +1,95 @@
+"""The trainer's configuration, as frozen dataclasses that check themselves (PEFT style).
+
+The spec (search/spec.py) embeds these same classes, so a value is validated once, at the edge,
+and a trial rebuilds them from the plain dict Ray Tune hands it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from pydantic import ConfigDict
+
+
+def check(ok: bool, name: str, rule: str, value: Any) -> None:
+    """Raise the one-line error every config uses: field, rule, offending value."""
+    if not ok:
+        raise ValueError(f"{name}: {rule} (got {value!r})")
+
+
+_FORBID = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Hyperparameters of the optimizer that a search grid may vary for any method."""
+
+    __pydantic_config__ = _FORBID
+    lr: float
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        check(self.lr > 0, "lr", "must be > 0", self.lr)
+        check(self.weight_decay >= 0, "weight_decay", "must be >= 0", self.weight_decay)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    __pydantic_config__ = _FORBID
+    max_epochs: int = 3
+    patience: int = 2
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    max_length: int = 128
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    schedule: Literal["constant", "linear"] = "constant"
+    warmup_ratio: float = 0.0
+    eval_every: int = 0  # in optimizer steps; 0 evaluates once per epoch
+    max_train_examples: Optional[int] = None  # a seeded subsample, for quick searches
+    max_eval_examples: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_epochs", "patience", "batch_size", "eval_batch_size"):
+            check(getattr(self, name) >= 1, name, "must be >= 1", getattr(self, name))
+        check(self.max_length >= 8, "max_length", "must be >= 8", self.max_length)
+        check(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)", self.warmup_ratio)
+        check(self.eval_every >= 0, "eval_every", "must be >= 0 (0 = every epoch)", self.eval_every)
+        for name in ("max_train_examples", "max_eval_examples"):
+            v = getattr(self, name)
+            check(v is None or v >= 1, name, "must be >= 1 or null", v)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    __pydantic_config__ = _FORBID
+    source: Literal["hub", "local"] = "hub"
+    dir: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        check(self.source == "hub" or bool(self.dir), "dir", "is required when source is local", self.dir)
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """Everything one trial needs: what Ray Tune's param space resolves to for one trial."""
+
+    task: str
+    method: str
+    backbone: str
+    seed: int
+    optim: OptimConfig
+    method_params: dict[str, Any] = field(default_factory=dict)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrialConfig":
+        return cls(
+            task=d["task"], method=d["method"], backbone=d["backbone"], seed=int(d["seed"]),
+            optim=OptimConfig(**d["optim"]), method_params=dict(d.get("method_params", {})),
+            training=TrainingConfig(**d.get("training", {})), data=DataConfig(**d.get("data", {})),
+        )

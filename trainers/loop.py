@@ -1,0 +1,143 @@
+"""The one training loop. Every method runs through it; methods change the model and the
+parameter groups through their hooks, never the loop."""
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from trainers.backbone import load_backbone
+from trainers.config import TrainingConfig, TrialConfig
+from trainers.data import make_loader, subsample
+from trainers.early_stopping import EarlyStopping
+from trainers.methods import METHODS
+from trainers.tasks import TASKS, Task
+
+
+class Reporter(Protocol):
+    """Where a trial's numbers go (MLflow and Ray Tune, in a search)."""
+
+    def on_start(self, info: dict[str, float]) -> None: ...
+
+    def on_eval(self, *, step: int, metrics: dict[str, float]) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    best_dev_score: float
+    best_step: int
+    steps: int
+    evaluations: int
+    stopped_early: bool
+    train_seconds: float
+    trainable_params: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train(cfg: TrialConfig, *, reporter: Reporter | None = None, device: str | None = None) -> TrainResult:
+    seed_everything(cfg.seed)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    task, t = TASKS[cfg.task], cfg.training
+    train_ex = subsample(task.load("train", source=cfg.data.source, data_dir=cfg.data.dir), t.max_train_examples, cfg.seed)
+    dev_ex = subsample(task.load("dev", source=cfg.data.source, data_dir=cfg.data.dir), t.max_eval_examples, 0)
+
+    backbone = load_backbone(cfg.backbone, num_labels=task.num_labels)
+    method = METHODS[cfg.method].from_params(cfg.method_params)
+    model = method.apply(backbone).to(device)
+    _check_length(backbone.model.config, t.max_length + method.extra_positions(), cfg.method)
+
+    loader = lambda ex, bs, shuffle: make_loader(  # noqa: E731
+        ex, backbone.tokenizer, max_length=t.max_length, batch_size=bs,
+        regression=task.is_regression, shuffle=shuffle, seed=cfg.seed)
+    train_loader, dev_loader = loader(train_ex, t.batch_size, True), loader(dev_ex, t.eval_batch_size, False)
+
+    total_steps = t.max_epochs * len(train_loader)
+    optimizer = _optimizer(t, method.param_groups(model, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay))
+    scheduler = _schedule(optimizer, t, total_steps)
+    n_params = sum(p.numel() for p in method.method_parameters(model))
+    if reporter:
+        reporter.on_start({"trainable_params": n_params, "train_examples": len(train_ex), "dev_examples": len(dev_ex)})
+
+    stopper, history, losses, step = EarlyStopping(t.patience), [], [], 0
+    eval_every = t.eval_every or len(train_loader)
+    start = time.perf_counter()
+    best_step = 0
+    while step < total_steps and not stopper.should_stop:
+        model.train()
+        for batch in train_loader:
+            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss is {loss.item()} at step {step}")
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            step += 1
+            if step % eval_every == 0 or step == total_steps:
+                metrics = {f"dev_{k}": v for k, v in evaluate(model, dev_loader, task, device).items()}
+                if stopper.update(metrics["dev_score"]):
+                    best_step = step
+                metrics |= {"train_loss": float(np.mean(losses)), "epoch": step / len(train_loader),
+                            "best_dev_score": stopper.best if stopper.best is not None else math.nan}
+                losses = []
+                history.append({"step": step, **metrics})
+                if reporter:
+                    reporter.on_eval(step=step, metrics=metrics)
+                if stopper.should_stop or step == total_steps:
+                    break
+                model.train()
+    return TrainResult(
+        best_dev_score=stopper.best if stopper.best is not None else math.nan, best_step=best_step,
+        steps=step, evaluations=stopper.seen, stopped_early=step < total_steps,
+        train_seconds=time.perf_counter() - start, trainable_params=n_params, history=history,
+    )
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader, task: Task, device: str) -> dict[str, float]:
+    model.eval()
+    preds, labels = [], []
+    for batch in loader:
+        logits = model(**{k: v.to(device) for k, v in batch.items() if k != "labels"}).logits
+        preds.append(logits.squeeze(-1) if task.is_regression else logits.argmax(-1))
+        labels.append(batch["labels"])
+    return task.compute_metrics(torch.cat(preds).float().cpu().numpy(), torch.cat(labels).numpy())
+
+
+def _optimizer(t: TrainingConfig, groups: list[dict]) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups)
+
+
+def _schedule(optimizer, t: TrainingConfig, total_steps: int):
+    warmup = int(t.warmup_ratio * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if t.schedule == "linear":
+            return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _check_length(config, needed: int, method: str) -> None:
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is not None and needed > limit:
+        raise ValueError(
+            f"max_length plus {method}'s added positions is {needed}, over the backbone's "
+            f"max_position_embeddings ({limit})"
+        )
