@@ -58,7 +58,7 @@ def run(spec: str, data_dir: str | None, tracking_uri: str | None, address: str 
 
     s = _load(spec, data_dir, tracking_uri)  # everything is validated before Ray or MLflow start
     out = (out or Path("peftsearch-out") / s.name).resolve()
-    console = Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
     console.print(f"[bold]{s.name}[/]: {len(expand(s))} trials on {s.backbone} → {s.tracking.uri}")
     result = run_search(s, out_dir=out, address=address, console=console)
     console.print(f"[bold]done[/] in {result.seconds:.0f}s: {result.trials - result.errors} finished, "

@@ -12,8 +12,18 @@ from rich.console import Console
 class Progress(tune.Callback):
     def __init__(self, total: int, console: Console | None = None) -> None:
         self.total, self.done, self.failed = total, 0, 0
-        self.console = console or Console(stderr=True, highlight=False)
+        self._console = console
         self.started: dict[str, float] = {}
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            self._console = Console(stderr=True, highlight=False, soft_wrap=True)
+        return self._console
+
+    def __getstate__(self) -> dict:
+        # Tune pickles callbacks into its experiment state; a console holds locks and streams.
+        return self.__dict__ | {"_console": None}
 
     def _name(self, trial) -> str:
         return trial.custom_trial_name or str(trial)
