@@ -106,3 +106,25 @@ def test_early_stopping_is_a_function_of_history_and_restores():
     assert not restored.should_stop
     restored.update(0.55)
     assert restored.should_stop
+
+
+@pytest.mark.parametrize("schedule, warmup, expected", [
+    ("constant", 0.0, [1.0] * 10),
+    ("linear", 0.0, [1 - s / 10 for s in range(10)]),
+    ("linear", 0.2, [0.5, 1.0] + [(10 - s) / 8 for s in range(2, 10)]),
+    ("constant", 0.2, [0.5, 1.0] + [1.0] * 8),
+])
+def test_learning_rate_schedules(schedule, warmup, expected):
+    from trainers.loop import _optimizer, _schedule
+
+    t = TrainingConfig(optimizer="adam", schedule=schedule, warmup_ratio=warmup)
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = _optimizer(t, [{"params": [p], "lr": 0.1}])
+    assert isinstance(opt, torch.optim.Adam) and not isinstance(opt, torch.optim.AdamW)
+    sched = _schedule(opt, t, total_steps=10)
+    seen = []
+    for _ in range(10):
+        seen.append(opt.param_groups[0]["lr"] / 0.1)
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx(expected)
