@@ -71,12 +71,15 @@ def run_trial(config: dict, ctx: SearchContext) -> None:
     from trainers.tasks import TASKS
 
     tags = {"method": cfg.method, "task": cfg.task, "backbone": cfg.backbone, "seed": cfg.seed,
-            "config_id": trial.config_id, "search_id": ctx.search_id, "metric": TASKS[cfg.task].metric_label}
+            "config_id": trial.config_id, "search_id": ctx.search_id, "metric": TASKS[cfg.task].metric_label,
+            "protocol": cfg.data.protocol}
     with runs.TrialRun(ctx.tracking_uri, experiment_id=ctx.experiment_id, parent_run_id=ctx.parent_run_id,
                        run_name=trial.name, tags=tags, params=trial.hyperparameters()) as run:
         result = train(cfg, reporter=TrialReporter(run))
+        # best_dev_score: the selection score; reported_score: the reported set's score at the
+        # best selection evaluation (trainers/splits.py says which sets those are).
         run.log_metrics({"best_dev_score": result.best_dev_score, "train_seconds": result.train_seconds,
-                         "trainable_params": result.trainable_params}, step=result.steps)
+                         "trainable_params": result.trainable_params} | result.reported_metrics, step=result.steps)
         run.set_tags({"peftsearch.stopped_early": result.stopped_early, "peftsearch.best_step": result.best_step})
 
 

@@ -159,7 +159,7 @@ def _check_data_dir(directory: str | None, tasks: list[str]) -> None:
     if not path.is_dir():
         raise ValueError(f"data.dir: directory does not exist (got {directory!r})")
     for task in tasks:
-        for split in ("train", "dev"):
+        for split in ("train", "dev", *TASKS[task].extra_eval_splits):
             try:
                 TASKS[task].local_file(path, split)
             except DataError as e:

@@ -37,8 +37,8 @@ class OptimConfig:
 @dataclass(frozen=True)
 class TrainingConfig:
     __pydantic_config__ = _FORBID
-    max_epochs: int = 3
-    patience: int = 2
+    max_epochs: Optional[int] = None  # null: the task's default (the AoT table, METHODS.md)
+    patience: Optional[int] = None  # null: the task's default
     batch_size: int = 16
     eval_batch_size: int = 64
     max_length: int = 128
@@ -50,8 +50,11 @@ class TrainingConfig:
     max_eval_examples: Optional[int] = None
 
     def __post_init__(self) -> None:
-        for name in ("max_epochs", "patience", "batch_size", "eval_batch_size"):
+        for name in ("batch_size", "eval_batch_size"):
             check(getattr(self, name) >= 1, name, "must be >= 1", getattr(self, name))
+        for name in ("max_epochs", "patience"):
+            v = getattr(self, name)
+            check(v is None or v >= 1, name, "must be >= 1", v)
         check(self.max_length >= 8, "max_length", "must be >= 8", self.max_length)
         check(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)", self.warmup_ratio)
         check(self.eval_every >= 0, "eval_every", "must be >= 0 (0 = every epoch)", self.eval_every)
@@ -65,6 +68,9 @@ class DataConfig:
     __pydantic_config__ = _FORBID
     source: Literal["hub", "local"] = "hub"
     dir: Optional[str] = None
+    # dev: select and report on dev (AoT). heldout: select on a held-out set, report on another
+    # (EPT, DePT); see trainers/splits.py.
+    protocol: Literal["dev", "heldout"] = "dev"
 
     def __post_init__(self) -> None:
         check(self.source == "hub" or bool(self.dir), "dir", "is required when source is local", self.dir)

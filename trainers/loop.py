@@ -14,6 +14,7 @@ import torch
 from trainers.backbone import load_backbone
 from trainers.config import TrainingConfig, TrialConfig
 from trainers.data import make_loader, subsample
+from trainers.splits import load_sets
 from trainers.early_stopping import EarlyStopping
 from trainers.methods import METHODS
 from trainers.tasks import TASKS, Task
@@ -29,7 +30,7 @@ class Reporter(Protocol):
 
 @dataclass
 class TrainResult:
-    best_dev_score: float
+    best_dev_score: float  # the best value of the selection metric (the selection set's score)
     best_step: int
     steps: int
     evaluations: int
@@ -37,6 +38,11 @@ class TrainResult:
     train_seconds: float
     trainable_params: int
     history: list[dict[str, float]] = field(default_factory=list)
+    # The reported set's score at the best selection evaluation (protocol dev: the dev score).
+    reported_score: float = math.nan
+    # Every reported-side metric at that evaluation, e.g. reported_score, reported_dev_mismatched_score.
+    reported_metrics: dict[str, float] = field(default_factory=dict)
+    protocol: str = "dev"
 
 
 def seed_everything(seed: int) -> None:
@@ -49,34 +55,41 @@ def train(cfg: TrialConfig, *, reporter: Reporter | None = None, device: str | N
     seed_everything(cfg.seed)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     task, t = TASKS[cfg.task], cfg.training
-    train_ex = subsample(task.load("train", source=cfg.data.source, data_dir=cfg.data.dir), t.max_train_examples, cfg.seed)
-    dev_ex = subsample(task.load("dev", source=cfg.data.source, data_dir=cfg.data.dir), t.max_eval_examples, 0)
+    max_epochs, patience = t.max_epochs or task.max_epochs, t.patience or task.patience
+    sets = load_sets(task, cfg.data)
+    train_ex = subsample(sets.train, t.max_train_examples, cfg.seed)
+    # name -> examples evaluated each time: "dev" selects; the others are reported.
+    evals = {"dev": sets.select} | ({"report": sets.report} if sets.report is not None else {}) | sets.extra
+    evals = {k: subsample(v, t.max_eval_examples, 0) for k, v in evals.items()}
 
-    backbone = load_backbone(cfg.backbone, num_labels=task.num_labels)
+    backbone = load_backbone(cfg.backbone, num_labels=task.head_size)
     method = METHODS[cfg.method].from_params(cfg.method_params)
     model = method.apply(backbone).to(device)
     _check_length(backbone.model.config, t.max_length + method.extra_positions(), cfg.method)
 
     loader = lambda ex, bs, shuffle: make_loader(  # noqa: E731
-        ex, backbone.tokenizer, max_length=t.max_length, batch_size=bs,
+        ex, backbone.tokenizer, max_length=t.max_length, batch_size=bs, fmt=task.format,
         regression=task.is_regression, shuffle=shuffle, seed=cfg.seed)
-    train_loader, dev_loader = loader(train_ex, t.batch_size, True), loader(dev_ex, t.eval_batch_size, False)
+    train_loader = loader(train_ex, t.batch_size, True)
+    eval_loaders = {k: loader(v, t.eval_batch_size, False) for k, v in evals.items()}
 
-    total_steps = t.max_epochs * len(train_loader)
+    total_steps = max_epochs * len(train_loader)
     optimizer = _optimizer(t, method.param_groups(model, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay))
     scheduler = _schedule(optimizer, t, total_steps)
     n_params = sum(p.numel() for p in method.method_parameters(model))
     if reporter:
-        reporter.on_start({"trainable_params": n_params, "train_examples": len(train_ex), "dev_examples": len(dev_ex)})
+        reporter.on_start({"trainable_params": n_params, "train_examples": len(train_ex),
+                           "max_epochs": max_epochs, "patience": patience}
+                          | {f"{k}_examples": len(v) for k, v in evals.items()})
 
-    stopper, history, losses, step = EarlyStopping(t.patience), [], [], 0
+    stopper, history, losses, step = EarlyStopping(patience), [], [], 0
     eval_every = t.eval_every or len(train_loader)
     start = time.perf_counter()
-    best_step = 0
+    best_step, at_best = 0, {}
     while step < total_steps and not stopper.should_stop:
         model.train()
         for batch in train_loader:
-            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+            loss, _ = task.format.forward(model, {k: v.to(device) for k, v in batch.items()})
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss is {loss.item()} at step {step}")
             loss.backward()
@@ -86,11 +99,12 @@ def train(cfg: TrialConfig, *, reporter: Reporter | None = None, device: str | N
             losses.append(loss.item())
             step += 1
             if step % eval_every == 0 or step == total_steps:
-                metrics = {f"dev_{k}": v for k, v in evaluate(model, dev_loader, task, device).items()}
+                metrics = {f"{name}_{k}": v for name, dl in eval_loaders.items()
+                           for k, v in evaluate(model, dl, task, device).items()}
                 if stopper.update(metrics["dev_score"]):
-                    best_step = step
+                    best_step, at_best = step, reported_at_best(metrics, evals)
                 metrics |= {"train_loss": float(np.mean(losses)), "epoch": step / len(train_loader),
-                            "best_dev_score": stopper.best if stopper.best is not None else math.nan}
+                            "best_dev_score": stopper.best if stopper.best is not None else math.nan} | at_best
                 losses = []
                 history.append({"step": step, **metrics})
                 if reporter:
@@ -102,18 +116,30 @@ def train(cfg: TrialConfig, *, reporter: Reporter | None = None, device: str | N
         best_dev_score=stopper.best if stopper.best is not None else math.nan, best_step=best_step,
         steps=step, evaluations=stopper.seen, stopped_early=step < total_steps,
         train_seconds=time.perf_counter() - start, trainable_params=n_params, history=history,
+        reported_score=at_best.get("reported_score", math.nan), reported_metrics=at_best,
+        protocol=cfg.data.protocol,
     )
+
+
+def reported_at_best(metrics: dict[str, float], evals: dict) -> dict[str, float]:
+    """The reported side of one evaluation: ``reported_score`` is the reported set's score (the
+    selection set's own under protocol dev), plus ``reported_<split>_score`` for extra dev sets."""
+    main = "report" if "report" in evals else "dev"
+    extra = {f"reported_{name}_score": metrics[f"{name}_score"] for name in evals if name not in ("dev", "report")}
+    return {"reported_score": metrics[f"{main}_score"]} | extra
 
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader, task: Task, device: str) -> dict[str, float]:
     model.eval()
-    preds, labels = [], []
+    preds, labels, groups = [], [], []
     for batch in loader:
-        logits = model(**{k: v.to(device) for k, v in batch.items() if k != "labels"}).logits
-        preds.append(logits.squeeze(-1) if task.is_regression else logits.argmax(-1))
+        _, logits = task.format.forward(model, {k: v.to(device) for k, v in batch.items() if k != "labels"})
+        preds.append(task.format.predict(logits, regression=task.is_regression))
         labels.append(batch["labels"])
-    return task.compute_metrics(torch.cat(preds).float().cpu().numpy(), torch.cat(labels).numpy())
+        groups.append(batch.get("group"))
+    grouped = torch.cat(groups).numpy() if groups and groups[0] is not None else None
+    return task.compute_metrics(torch.cat(preds).float().cpu().numpy(), torch.cat(labels).numpy(), grouped)
 
 
 def _optimizer(t: TrainingConfig, groups: list[dict]) -> torch.optim.Optimizer:

@@ -4,8 +4,12 @@ from scipy.stats import pearsonr, spearmanr
 
 from trainers.tasks import TASKS, DataError
 
-# Official GLUE counts (../shared/data/README.md): train / dev rows.
-OFFICIAL = {"rte": (2490, 277), "mrpc": (3668, 408), "cola": (8551, 1043), "stsb": (5749, 1500), "sst2": (67349, 872)}
+# Official counts (../shared/data/README.md): train / dev examples. MultiRC counts answer options.
+OFFICIAL = {"rte": (2490, 277), "mrpc": (3668, 408), "cola": (8551, 1043), "stsb": (5749, 1500), "sst2": (67349, 872),
+            "cb": (250, 56), "copa": (400, 100), "wsc": (554, 104), "wic": (5428, 638),
+            "multirc": (27243, 4848), "superglue_rte": (2490, 277)}
+# Every task has local files here, or is tested on written files in test_task_files.py.
+NOT_LOCAL = {"qnli", "qqp", "mnli"}
 
 
 @pytest.mark.parametrize("task", sorted(OFFICIAL))
@@ -18,8 +22,42 @@ def test_local_layout_has_official_counts(task, data_dir):
         assert min(labels) >= 0 and max(labels) <= 5 and all(isinstance(x, float) for x in labels)
     else:
         assert labels == set(range(t.num_labels))
-    pair = t.layout.text_b is not None
-    assert all((e.text_b is not None) == pair and e.text_a for e in dev)
+    assert all(e.text_a for e in dev)
+    if t.format.head_size(2) == 1:  # per-choice scoring: every example has all its choices
+        assert all(e.text_b is None and len(e.choices) == t.num_labels for e in dev)
+    else:
+        assert len({e.text_b is None for e in dev}) == 1
+
+
+def test_every_registered_task_is_covered():
+    assert set(TASKS.names()) == set(OFFICIAL) | NOT_LOCAL | {"boolq"}
+
+
+def test_multirc_counts_questions_and_boolq_dev(data_dir):
+    for split, questions in (("train", 5131), ("dev", 953)):
+        ex = TASKS["multirc"].load(split, source="local", data_dir=data_dir)
+        assert len({e.group for e in ex}) == questions
+    assert len(TASKS["boolq"].load("dev", source="local", data_dir=data_dir)) == 3270
+
+
+def test_cli_lists_one_line_per_task():
+    from click.testing import CliRunner
+
+    from search.cli import main
+
+    lines = CliRunner().invoke(main, ["tasks"]).output.strip().splitlines()
+    rows = {line.split("\t")[0]: line.split("\t")[1:] for line in lines}
+    assert len(lines) == len(rows) == len(TASKS.names()) == 15  # 8 GLUE + 7 SuperGLUE
+    assert rows["multirc"] == ["superglue", "F1a/EM"] and rows["cb"] == ["superglue", "acc/macro-F1"]
+    assert rows["qqp"] == ["glue", "acc/F1"] and rows["superglue_rte"] == ["superglue", "acc"]
+    assert rows["rte"] == ["glue", "acc"]
+
+
+def test_task_defaults_follow_the_aot_table():
+    table = {"rte": (200, 20), "superglue_rte": (200, 20), "mnli": (5, 2), "qqp": (5, 2), "qnli": (10, 2),
+             "cola": (100, 10), "sst2": (100, 10), "mrpc": (100, 10), "stsb": (100, 10), "wic": (500, 20),
+             "cb": (500, 100), "copa": (500, 100), "wsc": (500, 100), "multirc": (10, 1), "boolq": (100, 10)}
+    assert {n: (TASKS[n].max_epochs, TASKS[n].patience) for n in TASKS} == table
 
 
 def test_local_dir_may_point_at_the_benchmark_folder(data_dir):

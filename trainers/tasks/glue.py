@@ -42,3 +42,31 @@ register_task(Task(
                      text_a=0, text_b=None, label=1),
     max_epochs=100, patience=10, description="sentiment",
 ))
+# QQP, MNLI and QNLI ship no local copy in ../shared/data (too large); their layouts follow
+# glue_data as released, and the tests check them on small files written in that format.
+register_task(Task(
+    name="qqp", benchmark="glue", metric="accuracy_f1", num_labels=2,
+    hub_path="nyu-mll/glue", hub_name="qqp", hub_columns=("question1", "question2"),
+    # id qid1 qid2 question1 question2 is_duplicate
+    layout=TsvLayout("QQP", {"train": ("train.tsv",), "dev": ("dev.tsv",)}, text_a=3, text_b=4, label=5),
+    max_epochs=5, patience=2, description="question paraphrase detection",
+))
+register_task(Task(
+    name="mnli", benchmark="glue", metric="accuracy", num_labels=3,
+    hub_path="nyu-mll/glue", hub_name="mnli", hub_columns=("premise", "hypothesis"),
+    # index promptID pairID genre 4 parses sentence1 sentence2 label1[..label5] gold_label
+    layout=TsvLayout("MNLI", {"train": ("train.tsv",), "dev": ("dev_matched.tsv",),
+                              "dev_mismatched": ("dev_mismatched.tsv",)},
+                     text_a=8, text_b=9, label=-1, labels={"entailment": 0, "neutral": 1, "contradiction": 2}),
+    hub_splits={"train": "train", "dev": "validation_matched", "dev_mismatched": "validation_mismatched"},
+    # Selection uses matched dev; mismatched dev is evaluated and logged alongside.
+    extra_eval_splits=("dev_mismatched",),
+    max_epochs=5, patience=2, description="natural language inference (matched; mismatched also reported)",
+))
+register_task(Task(
+    name="qnli", benchmark="glue", metric="accuracy", num_labels=2,
+    hub_path="nyu-mll/glue", hub_name="qnli", hub_columns=("question", "sentence"),
+    layout=TsvLayout("QNLI", {"train": ("train.tsv",), "dev": ("dev.tsv",)},
+                     text_a=1, text_b=2, label=3, labels=_PAIR_LABELS),
+    max_epochs=10, patience=2, description="question-answering inference",
+))
