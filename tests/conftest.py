@@ -16,11 +16,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
+# The README's test command sets PEFTSEARCH_DATA_DIR for the tests' own use. Take it out of the
+# environment: the CLI reads it as --data-dir, which would override the specs tests write.
+_DATA_DIR = os.environ.pop("PEFTSEARCH_DATA_DIR", None)
 
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    path = Path(os.environ.get("PEFTSEARCH_DATA_DIR", REPO.parent / "shared" / "data")).resolve()
+    path = Path(_DATA_DIR or REPO.parent / "shared" / "data").resolve()
     if not (path / "glue" / "RTE" / "train.tsv").is_file():
         pytest.fail(f"real GLUE data not found at {path}; set PEFTSEARCH_DATA_DIR")
     return path
