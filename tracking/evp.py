@@ -45,3 +45,23 @@ def expected_max(scores, ks, estimator: Estimator = "with-replacement") -> tuple
     mean = w @ v
     var = np.einsum("kn,kn->k", w, (v[None, :] - mean[:, None]) ** 2)
     return mean, np.sqrt(np.maximum(var, 0.0))
+
+
+def bootstrap_ci(scores, ks, estimator: Estimator = "with-replacement", *, resamples: int, seed: int,
+                 level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of E[max_k]: resample the N scores with replacement
+    ``resamples`` times (seeded), recompute the estimator on each, take the (1 ± level)/2
+    quantiles. All resamples go through one (K, N) @ (N, B) product, no Python loop."""
+    if resamples < 1:
+        raise ValueError(f"bootstrap: needs at least 1 resample (got {resamples})")
+    if not 0 < level < 1:
+        raise ValueError(f"level: must be in (0, 1) (got {level})")
+    v = np.sort(np.asarray(scores, dtype=float))  # sorted first so the input order cannot matter
+    if v.size == 0:
+        raise ValueError("scores: need at least one score (got none)")
+    idx = np.random.default_rng(seed).integers(0, v.size, size=(resamples, v.size))
+    boot = np.sort(v[idx], axis=1)                                  # (B, N), each row sorted
+    estimates = max_weights(v.size, np.asarray(ks), estimator) @ boot.T  # (K, B)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(estimates, [alpha, 1 - alpha], axis=1)
+    return lo, hi

@@ -1,6 +1,13 @@
 """Read trials back from MLflow's SQL tables through SQLAlchemy (MlflowClient.search_runs is
-far too slow on large experiments: MLflow issue 2730)."""
+far too slow on large experiments: MLflow issue 2730).
+
+One query does the work: every tag and metric we need is a LEFT JOIN on MLflow's (key, run_uuid)
+primary keys, and every filter is a WHERE clause, so the database returns one row per selected
+trial and Python never loops over runs. ``http(s)://`` URIs go through tracking.rest instead.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pandas as pd
 import sqlalchemy as sa
@@ -8,47 +15,132 @@ import sqlalchemy as sa
 from tracking.db import session_scope
 from tracking.runs import PARENT_TAG, TAGS, tag
 
-METRIC_COLUMNS = ("best_dev_score", "train_seconds", "trainable_params")
+METRIC_COLUMNS = ("best_dev_score", "reported_score", "train_seconds", "trainable_params")
+TAG_COLUMNS = TAGS + ("gpus", "cpus", "protocol")
 GROUP = ["task", "method", "backbone"]
+NUMERIC = list(METRIC_COLUMNS) + ["gpus", "cpus"]
 
 
 class NoRunsError(LookupError):
     pass
 
 
-def load_trials(uri: str, experiment: str, *, finished_only: bool = True) -> pd.DataFrame:
-    """One row per trial run of ``experiment``: its peftsearch tags and summary metrics."""
-    tag_keys = [tag(k) for k in TAGS] + [PARENT_TAG]
+@dataclass(frozen=True)
+class Selection:
+    """Which trials to analyse: one or more experiments, optionally narrowed to tasks, methods,
+    backbones (any of the given values) and tags (every KEY=VALUE must hold). A tag key without
+    a dot is a peftsearch tag: ``protocol`` means ``peftsearch.protocol``."""
+
+    experiments: tuple[str, ...]
+    tasks: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    backbones: tuple[str, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.experiments:
+            raise ValueError("experiment: name at least one experiment (got none)")
+
+    @classmethod
+    def of(cls, experiment: "str | Selection") -> "Selection":
+        return experiment if isinstance(experiment, Selection) else cls((experiment,))
+
+    @property
+    def tag_filters(self) -> tuple[tuple[str, str], ...]:
+        return tuple((k if "." in k else tag(k), v) for k, v in self.tags)
+
+    @property
+    def label(self) -> str:
+        return " + ".join(self.experiments)
+
+
+def parse_tag_filter(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"tag: must be KEY=VALUE (got {text!r})")
+    return key.strip(), value
+
+
+def load_trials(uri: str, experiment: "str | Selection", *, finished_only: bool = True) -> pd.DataFrame:
+    """One row per trial run of the selection: its peftsearch tags, summary metrics, wall time
+    and the algorithm of the search it belongs to."""
+    sel = Selection.of(experiment)
+    if uri.startswith(("http://", "https://")):
+        from tracking.rest import load_trials_rest
+
+        return load_trials_rest(uri, sel, finished_only=finished_only)
     with session_scope(uri) as s:
-        exp = s.execute(sa.text("SELECT experiment_id FROM experiments WHERE name = :n"), {"n": experiment}).first()
-        if exp is None:
-            names = [r[0] for r in s.execute(sa.text("SELECT name FROM experiments"))]
-            raise NoRunsError(f"experiment: no experiment named {experiment!r} (found: {', '.join(names) or 'none'})")
-        runs = pd.DataFrame(s.execute(sa.text(
-            "SELECT run_uuid, status, start_time, end_time FROM runs "
-            "WHERE experiment_id = :e AND lifecycle_stage = 'active'"), {"e": exp[0]}).all(),
-            columns=["run_uuid", "status", "start_time", "end_time"])
-        tags = pd.DataFrame(s.execute(sa.text(
-            "SELECT t.run_uuid, t.key, t.value FROM tags t JOIN runs r ON r.run_uuid = t.run_uuid "
-            "WHERE r.experiment_id = :e AND t.key IN :keys").bindparams(sa.bindparam("keys", expanding=True)),
-            {"e": exp[0], "keys": tag_keys}).all(), columns=["run_uuid", "key", "value"])
-        metrics = pd.DataFrame(s.execute(sa.text(
-            "SELECT m.run_uuid, m.key, m.value FROM latest_metrics m JOIN runs r ON r.run_uuid = m.run_uuid "
-            "WHERE r.experiment_id = :e AND m.key IN :keys").bindparams(sa.bindparam("keys", expanding=True)),
-            {"e": exp[0], "keys": list(METRIC_COLUMNS)}).all(), columns=["run_uuid", "key", "value"])
-    df = runs.merge(_pivot(tags, tag_keys), on="run_uuid").merge(_pivot(metrics, METRIC_COLUMNS), on="run_uuid", how="left")
-    df = df.rename(columns={tag(k): k for k in TAGS} | {PARENT_TAG: "parent_run_id"})
-    df = df[df["parent_run_id"].notna() & df["method"].notna()]
+        exp_ids = _experiment_ids(s, sel.experiments)
+        sql, params = _trials_query(exp_ids, sel, finished_only)
+        df = pd.DataFrame(s.execute(sa.text(sql).bindparams(*_expanding(params)), params).mappings().all())
+        searches = _searches(s, exp_ids)
+    return finish(df, searches, sel)
+
+
+def _experiment_ids(s, names: tuple[str, ...]) -> list[str]:
+    found = dict(s.execute(sa.text("SELECT name, experiment_id FROM experiments")).all())
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise NoRunsError(f"experiment: no experiment named {missing[0]!r} (found: {', '.join(found) or 'none'})")
+    return [found[n] for n in names]
+
+
+def _trials_query(exp_ids: list[str], sel: Selection, finished_only: bool) -> tuple[str, dict]:
+    cols = ["r.run_uuid", "r.experiment_id", "r.status", "r.start_time", "r.end_time", "tp.value AS parent_run_id"]
+    joins = ["JOIN tags tp ON tp.run_uuid = r.run_uuid AND tp.key = :k_parent",
+             "JOIN tags t_method ON t_method.run_uuid = r.run_uuid AND t_method.key = :k_method"]
+    params: dict = {"k_parent": PARENT_TAG, "k_method": tag("method"), "exp_ids": exp_ids}
+    cols.append("t_method.value AS method")
+    for name in TAG_COLUMNS:
+        if name != "method":
+            joins.append(f"LEFT JOIN tags t_{name} ON t_{name}.run_uuid = r.run_uuid AND t_{name}.key = :k_{name}")
+            cols.append(f"t_{name}.value AS {name}")
+            params[f"k_{name}"] = tag(name)
+    for name in METRIC_COLUMNS:
+        joins.append(f"LEFT JOIN latest_metrics m_{name} ON m_{name}.run_uuid = r.run_uuid AND m_{name}.key = :k_{name}")
+        cols.append(f"m_{name}.value AS {name}")
+        params[f"k_{name}"] = name
+    where = ["r.experiment_id IN :exp_ids", "r.lifecycle_stage = 'active'"]
     if finished_only:
-        df = df[(df["status"] == "FINISHED") & df["best_dev_score"].notna()]
+        where += ["r.status = 'FINISHED'", "m_best_dev_score.value IS NOT NULL"]
+    for name, values in (("task", sel.tasks), ("method", sel.methods), ("backbone", sel.backbones)):
+        if values:
+            where.append(f"t_{name}.value IN :v_{name}")
+            params[f"v_{name}"] = list(values)
+    for i, (key, value) in enumerate(sel.tag_filters):
+        where.append(f"EXISTS (SELECT 1 FROM tags f{i} WHERE f{i}.run_uuid = r.run_uuid "
+                     f"AND f{i}.key = :fk{i} AND f{i}.value = :fv{i})")
+        params |= {f"fk{i}": key, f"fv{i}": value}
+    sql = f"SELECT {', '.join(cols)} FROM runs r {' '.join(joins)} WHERE {' AND '.join(where)}"
+    return sql, params
+
+
+def _expanding(params: dict) -> list:
+    return [sa.bindparam(k, expanding=True) for k, v in params.items() if isinstance(v, list)]
+
+
+def _searches(s, exp_ids: list[str]) -> pd.DataFrame:
+    """The parent run of each search: its run id and algorithm, keyed by search_id."""
+    rows = s.execute(sa.text(
+        "SELECT ts.value AS search_id, ts.run_uuid AS search_run_id, ta.value AS algorithm FROM runs r "
+        "JOIN tags tr ON tr.run_uuid = r.run_uuid AND tr.key = :role AND tr.value = 'search' "
+        "JOIN tags ts ON ts.run_uuid = r.run_uuid AND ts.key = :sid "
+        "LEFT JOIN tags ta ON ta.run_uuid = r.run_uuid AND ta.key = :alg "
+        "WHERE r.experiment_id IN :exp_ids").bindparams(sa.bindparam("exp_ids", expanding=True)),
+        {"role": tag("role"), "sid": tag("search_id"), "alg": tag("algorithm"), "exp_ids": exp_ids}).mappings().all()
+    return pd.DataFrame(rows, columns=["search_id", "search_run_id", "algorithm"])
+
+
+def finish(df: pd.DataFrame, searches: pd.DataFrame, sel: Selection) -> pd.DataFrame:
+    """Types and derived columns shared by the SQL and REST readers."""
     if df.empty:
-        raise NoRunsError(f"experiment: {experiment!r} has no finished trial runs")
-    return df.assign(seed=df["seed"].astype(int)).reset_index(drop=True)
-
-
-def _pivot(long: pd.DataFrame, keys) -> pd.DataFrame:
-    wide = long.pivot(index="run_uuid", columns="key", values="value").reset_index()
-    for k in keys:
-        if k not in wide.columns:
-            wide[k] = None
-    return wide
+        raise NoRunsError(f"experiment: {sel.label!r} has no finished trial runs matching the filters")
+    for c in TAG_COLUMNS:
+        if c not in df.columns:
+            df[c] = None
+    df = df.merge(searches.drop_duplicates("search_id"), on="search_id", how="left")
+    df[NUMERIC] = df.reindex(columns=NUMERIC).apply(pd.to_numeric, errors="coerce")
+    df["wall_seconds"] = (pd.to_numeric(df["end_time"]) - pd.to_numeric(df["start_time"])) / 1000.0
+    df["seed"] = pd.to_numeric(df["seed"]).astype(int)
+    df["experiment_id"] = df["experiment_id"].astype(str)
+    return df.sort_values("run_uuid").reset_index(drop=True)
