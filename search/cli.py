@@ -90,6 +90,8 @@ def _analysis_options(f):
                      help="Also log the files under analysis/ on each search's parent MLflow run.")(f)
     f = click.option("--score", type=click.Choice(list(SCORE_COLUMNS)), default="selection", show_default=True,
                      help="selection = best_dev_score; reported = reported_score (held-out protocol).")(f)
+    f = click.option("--group-by", "group_by", multiple=True, metavar="experiment|TAG",
+                     help="Split each method by this (repeatable): 'experiment' or a tag key.")(f)
     f = click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
                      help="Only trials with this tag (repeatable; 'protocol' means peftsearch.protocol).")(f)
     for name in ("backbone", "method", "task"):
@@ -101,11 +103,11 @@ def _analysis_options(f):
                         help="The tracking database URI, or an MLflow server's http(s):// URI.")(f)
 
 
-def _selection(experiments, tasks, methods, backbones, tags):
+def _selection(experiments, tasks, methods, backbones, tags, group_by):
     from tracking.store import Selection, parse_tag_filter
 
     return Selection(tuple(experiments), tuple(tasks), tuple(methods), tuple(backbones),
-                     tuple(parse_tag_filter(t) for t in tags))
+                     tuple(parse_tag_filter(t) for t in tags), tuple(group_by))
 
 
 @main.command()
@@ -121,13 +123,13 @@ def _selection(experiments, tasks, methods, backbones, tags):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resampling.")
 @click.option("--format", "formats", type=click.Choice(["csv", "json", "png", "svg"]), multiple=True,
               help="Files to write (repeatable) [default: all].")
-def evp(tracking_uri, experiments, out, tasks, methods, backbones, tags, score, log_to_parent,
+def evp(tracking_uri, experiments, out, tasks, methods, backbones, tags, group_by, score, log_to_parent,
         unit, estimator, budget, bootstrap, seed, formats) -> None:
     """Expected Validation Performance curves: evp.csv, evp.json, evp.png, evp.svg."""
     from tracking.report import EVP_FORMATS, EvpOptions, write_evp
 
     options = EvpOptions(unit=unit, estimator=estimator, score=score, budget=budget, bootstrap=bootstrap, seed=seed)
-    sel = _selection(experiments, tasks, methods, backbones, tags)
+    sel = _selection(experiments, tasks, methods, backbones, tags, group_by)
     for f in write_evp(tracking_uri, sel, out, options=options, formats=tuple(formats) or EVP_FORMATS,
                        log_to_parent=log_to_parent):
         click.echo(f"wrote {f}")
@@ -137,12 +139,13 @@ def evp(tracking_uri, experiments, out, tasks, methods, backbones, tags, score, 
 @_analysis_options
 @click.option("--format", "formats", type=click.Choice(["csv", "md", "tex"]), multiple=True,
               help="Files to write (repeatable) [default: all].")
-def summary(tracking_uri, experiments, out, tasks, methods, backbones, tags, score, log_to_parent, formats) -> None:
+def summary(tracking_uri, experiments, out, tasks, methods, backbones, tags, group_by, score, log_to_parent,
+            formats) -> None:
     """Table 1: seed-median ± std of each method's best assignment per task, Macro, best in bold,
     trainable parameters: summary.csv, table1.csv, summary.md, summary.tex."""
     from tracking.report import SUMMARY_FORMATS, write_summary
 
-    sel = _selection(experiments, tasks, methods, backbones, tags)
+    sel = _selection(experiments, tasks, methods, backbones, tags, group_by)
     for f in write_summary(tracking_uri, sel, out, score=score, formats=tuple(formats) or SUMMARY_FORMATS,
                            log_to_parent=log_to_parent):
         click.echo(f"wrote {f}")

@@ -6,7 +6,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from tracking.evp import Estimator, bootstrap_ci, expected_max
+from tracking.evp import Estimator, bootstrap_ci, expected_max_rows
 from tracking.store import GROUP
 
 Unit = Literal["trial", "assignment"]
@@ -49,22 +49,29 @@ def evp_curves(trials: pd.DataFrame, *, unit: Unit = "trial", estimator: Estimat
     """One row per task × method × backbone × k, for k = 1..N (or max_k), with the budget of k
     samples in seconds and GPU-hours (NaN where no GPU was used) and, with ``bootstrap`` > 0
     resamples, a percentile confidence interval [ci_low, ci_high]."""
-    rows = []
-    for (task, method, backbone), g in samples(with_score(trials, score), unit).groupby(GROUP, sort=True):
-        v = g["score"].to_numpy(dtype=float)
-        ks = np.arange(1, (max_k or len(v)) + 1)
-        mean, std = expected_max(v, ks, estimator)
-        gpu_hours = g["gpu_seconds"].mean() / 3600 if g["gpu_seconds"].gt(0).any() else np.nan
-        curve = pd.DataFrame({
-            "task": task, "method": method, "backbone": backbone, "k": ks, "evp": mean, "evp_std": std,
-            "n": len(v), "min": v.min(), "max": v.max(), "budget_seconds": ks * g["seconds"].mean(),
-            "budget_gpu_hours": ks * gpu_hours, "unit": unit, "estimator": estimator, "score": score,
-        })
-        if bootstrap:
-            curve["ci_low"], curve["ci_high"] = bootstrap_ci(v, ks, estimator, resamples=bootstrap,
-                                                             seed=seed, level=level)
-        rows.append(curve)
-    return pd.concat(rows, ignore_index=True)
+    s = samples(with_score(trials, score), unit).sort_values(GROUP + ["score"], kind="stable")
+    stats = s.groupby(GROUP, sort=True).agg(n=("score", "size"), min=("score", "min"), max=("score", "max"),
+                                            seconds=("seconds", "mean"), gpu_seconds=("gpu_seconds", "mean"))
+    scores = np.split(s["score"].to_numpy(dtype=float), np.cumsum(stats["n"].to_numpy())[:-1])
+    curves = [None] * len(stats)
+    for n in np.unique(stats["n"]):  # groups of equal size share one mat-mul
+        members = np.flatnonzero(stats["n"].to_numpy() == n)
+        ks = np.arange(1, (max_k or n) + 1)
+        mean, std = expected_max_rows(np.stack([scores[j] for j in members]), ks, estimator)
+        for row, j in enumerate(members):
+            curves[j] = _curve(stats.iloc[j], stats.index[j], ks, mean[row], std[row])
+            if bootstrap:
+                curves[j]["ci_low"], curves[j]["ci_high"] = bootstrap_ci(
+                    scores[j], ks, estimator, resamples=bootstrap, seed=seed, level=level)
+    out = pd.concat(curves, ignore_index=True)
+    return out.assign(unit=unit, estimator=estimator, score=score)
+
+
+def _curve(st: pd.Series, key: tuple, ks: np.ndarray, mean: np.ndarray, std: np.ndarray) -> pd.DataFrame:
+    gpu_hours = st["gpu_seconds"] / 3600 if st["gpu_seconds"] > 0 else np.nan
+    return pd.DataFrame({"task": key[0], "method": key[1], "backbone": key[2], "k": ks, "evp": mean,
+                         "evp_std": std, "n": int(st["n"]), "min": st["min"], "max": st["max"],
+                         "budget_seconds": ks * st["seconds"], "budget_gpu_hours": ks * gpu_hours})
 
 
 def summarize(trials: pd.DataFrame, *, score: Score = "selection") -> pd.DataFrame:

@@ -140,8 +140,11 @@ def run_bench(workdir: Path, *, runs: int, client_runs: tuple[int, ...], echo=pr
     timings = []
     for n in sizes:
         t = time.perf_counter()
-        build_database(uri, runs=n, experiment=f"bench-{n}")
-        echo(f"built {n:,} runs in {time.perf_counter() - t:.1f}s")
+        if _exists(uri, f"bench-{n}"):
+            echo(f"reusing the {n:,}-run experiment bench-{n} in {uri}")
+        else:
+            build_database(uri, runs=n, experiment=f"bench-{n}")
+            echo(f"built {n:,} runs in {time.perf_counter() - t:.1f}s")
         sel = Selection((f"bench-{n}",))
         ours, c1, s1 = time_path("sqlalchemy (ours)", lambda: load_trials(uri, sel), n)
         timings.append(ours)
@@ -152,6 +155,12 @@ def run_bench(workdir: Path, *, runs: int, client_runs: tuple[int, ...], echo=pr
             echo(f"  both paths give the same {len(c1):,} curve points and {len(s1)} summary rows")
             timings.append(theirs)
     return timings
+
+
+def _exists(uri: str, experiment: str) -> bool:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment) is not None
 
 
 def table(timings: list[Timing]) -> str:

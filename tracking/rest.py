@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from tracking.runs import PARENT_TAG, tag
-from tracking.store import METRIC_COLUMNS, TAG_COLUMNS, NoRunsError, Selection, finish
+from tracking.store import METRIC_COLUMNS, TAG_COLUMNS, NoRunsError, Selection, _group_column, finish
 
 PAGE = 10_000  # runs per search_runs call; MLflow caps a page at 50,000
 
@@ -23,7 +23,9 @@ def load_trials_rest(uri: str, sel: Selection, *, finished_only: bool = True) ->
             raise NoRunsError(f"experiment: no experiment named {name!r} on {uri}")
         exp_ids.append(exp.experiment_id)
     runs = _search(client, exp_ids, _filter(sel, finished_only))
-    df = pd.DataFrame([_row(r) for r in runs], columns=_COLUMNS)
+    groups = [_group_column(k) for k in sel.group_tags]
+    df = pd.DataFrame([_row(r) + tuple(r.data.tags.get(k) for k in sel.group_tags) for r in runs],
+                      columns=_COLUMNS + groups)
     df = df[df["parent_run_id"].notna() & df["method"].notna()]
     if finished_only:
         df = df[df["best_dev_score"].notna()]
@@ -31,9 +33,9 @@ def load_trials_rest(uri: str, sel: Selection, *, finished_only: bool = True) ->
         if len(values) > 1:  # MLflow's filter language has no OR: several values are applied here
             df = df[df[name].isin(values)]
     parents = _search(client, exp_ids, f"tags.`{tag('role')}` = 'search'")
-    searches = pd.DataFrame([(p.data.tags.get(tag("search_id")), p.info.run_id, p.data.tags.get(tag("algorithm")))
-                             for p in parents], columns=["search_id", "search_run_id", "algorithm"])
-    return finish(df.reset_index(drop=True), searches, sel)
+    searches = pd.DataFrame([(p.info.run_id, p.data.tags.get(tag("search_id")), p.data.tags.get(tag("algorithm")))
+                             for p in parents], columns=["parent_run_id", "search_id", "algorithm"])
+    return finish(df.reset_index(drop=True), searches, sel, dict(zip(exp_ids, sel.experiments)))
 
 
 _COLUMNS = ["run_uuid", "experiment_id", "status", "start_time", "end_time", "parent_run_id",

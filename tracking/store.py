@@ -16,9 +16,11 @@ from tracking.db import session_scope
 from tracking.runs import PARENT_TAG, TAGS, tag
 
 METRIC_COLUMNS = ("best_dev_score", "reported_score", "train_seconds", "trainable_params")
-TAG_COLUMNS = TAGS + ("gpus", "cpus", "protocol")
+# The tags read as columns (each is one indexed join; the search is reached through the parent run,
+# so peftsearch.search_id is not needed). Any other tag can still filter (Selection.tags).
+TAG_COLUMNS = ("method", "task", "backbone", "seed", "config_id", "metric", "gpus")
 GROUP = ["task", "method", "backbone"]
-NUMERIC = list(METRIC_COLUMNS) + ["gpus", "cpus"]
+NUMERIC = list(METRIC_COLUMNS) + ["gpus"]
 
 
 class NoRunsError(LookupError):
@@ -36,6 +38,7 @@ class Selection:
     methods: tuple[str, ...] = ()
     backbones: tuple[str, ...] = ()
     tags: tuple[tuple[str, str], ...] = ()
+    group_by: tuple[str, ...] = ()  # "experiment" or tag keys: each value gets its own curve/row
 
     def __post_init__(self) -> None:
         if not self.experiments:
@@ -48,6 +51,10 @@ class Selection:
     @property
     def tag_filters(self) -> tuple[tuple[str, str], ...]:
         return tuple((k if "." in k else tag(k), v) for k, v in self.tags)
+
+    @property
+    def group_tags(self) -> tuple[str, ...]:
+        return tuple(k if "." in k else tag(k) for k in self.group_by if k != "experiment")
 
     @property
     def label(self) -> str:
@@ -74,7 +81,7 @@ def load_trials(uri: str, experiment: "str | Selection", *, finished_only: bool 
         sql, params = _trials_query(exp_ids, sel, finished_only)
         df = pd.DataFrame(s.execute(sa.text(sql).bindparams(*_expanding(params)), params).mappings().all())
         searches = _searches(s, exp_ids)
-    return finish(df, searches, sel)
+    return finish(df, searches, sel, dict(zip(map(str, exp_ids), sel.experiments)))
 
 
 def _experiment_ids(s, names: tuple[str, ...]) -> list[str]:
@@ -83,6 +90,19 @@ def _experiment_ids(s, names: tuple[str, ...]) -> list[str]:
     if missing:
         raise NoRunsError(f"experiment: no experiment named {missing[0]!r} (found: {', '.join(found) or 'none'})")
     return [found[n] for n in names]
+
+
+def _group_joins(sel: Selection) -> tuple[list[str], list[str], dict]:
+    cols, joins, params = [], [], {}
+    for i, key in enumerate(sel.group_tags):
+        joins.append(f"LEFT JOIN tags g{i} ON g{i}.run_uuid = r.run_uuid AND g{i}.key = :gk{i}")
+        cols.append(f"g{i}.value AS {_group_column(key)}")
+        params[f"gk{i}"] = key
+    return cols, joins, params
+
+
+def _group_column(key: str) -> str:
+    return "group_" + "".join(ch if ch.isalnum() else "_" for ch in key)
 
 
 def _trials_query(exp_ids: list[str], sel: Selection, finished_only: bool) -> tuple[str, dict]:
@@ -100,6 +120,8 @@ def _trials_query(exp_ids: list[str], sel: Selection, finished_only: bool) -> tu
         joins.append(f"LEFT JOIN latest_metrics m_{name} ON m_{name}.run_uuid = r.run_uuid AND m_{name}.key = :k_{name}")
         cols.append(f"m_{name}.value AS {name}")
         params[f"k_{name}"] = name
+    gcols, gjoins, gparams = _group_joins(sel)
+    cols, joins, params = cols + gcols, joins + gjoins, params | gparams
     where = ["r.experiment_id IN :exp_ids", "r.lifecycle_stage = 'active'"]
     if finished_only:
         where += ["r.status = 'FINISHED'", "m_best_dev_score.value IS NOT NULL"]
@@ -120,27 +142,44 @@ def _expanding(params: dict) -> list:
 
 
 def _searches(s, exp_ids: list[str]) -> pd.DataFrame:
-    """The parent run of each search: its run id and algorithm, keyed by search_id."""
+    """The parent run of each search (the trials' mlflow.parentRunId) and its algorithm."""
     rows = s.execute(sa.text(
-        "SELECT ts.value AS search_id, ts.run_uuid AS search_run_id, ta.value AS algorithm FROM runs r "
+        "SELECT r.run_uuid AS parent_run_id, ts.value AS search_id, ta.value AS algorithm FROM runs r "
         "JOIN tags tr ON tr.run_uuid = r.run_uuid AND tr.key = :role AND tr.value = 'search' "
-        "JOIN tags ts ON ts.run_uuid = r.run_uuid AND ts.key = :sid "
+        "LEFT JOIN tags ts ON ts.run_uuid = r.run_uuid AND ts.key = :sid "
         "LEFT JOIN tags ta ON ta.run_uuid = r.run_uuid AND ta.key = :alg "
         "WHERE r.experiment_id IN :exp_ids").bindparams(sa.bindparam("exp_ids", expanding=True)),
         {"role": tag("role"), "sid": tag("search_id"), "alg": tag("algorithm"), "exp_ids": exp_ids}).mappings().all()
-    return pd.DataFrame(rows, columns=["search_id", "search_run_id", "algorithm"])
+    return pd.DataFrame(rows, columns=["parent_run_id", "search_id", "algorithm"])
 
 
-def finish(df: pd.DataFrame, searches: pd.DataFrame, sel: Selection) -> pd.DataFrame:
+def finish(df: pd.DataFrame, searches: pd.DataFrame, sel: Selection, exp_names: dict[str, str]) -> pd.DataFrame:
     """Types and derived columns shared by the SQL and REST readers."""
     if df.empty:
         raise NoRunsError(f"experiment: {sel.label!r} has no finished trial runs matching the filters")
     for c in TAG_COLUMNS:
         if c not in df.columns:
             df[c] = None
-    df = df.merge(searches.drop_duplicates("search_id"), on="search_id", how="left")
+    searches = searches.drop_duplicates("parent_run_id").assign(search_run_id=lambda s: s["parent_run_id"])
+    df = df.merge(searches, on="parent_run_id", how="left")
     df[NUMERIC] = df.reindex(columns=NUMERIC).apply(pd.to_numeric, errors="coerce")
     df["wall_seconds"] = (pd.to_numeric(df["end_time"]) - pd.to_numeric(df["start_time"])) / 1000.0
     df["seed"] = pd.to_numeric(df["seed"]).astype(int)
     df["experiment_id"] = df["experiment_id"].astype(str)
+    df["experiment"] = df["experiment_id"].map(exp_names)
+    if sel.group_by:
+        df["method"] = df["method"] + " [" + _group_labels(df, sel) + "]"
     return df.sort_values("run_uuid").reset_index(drop=True)
+
+
+def _group_labels(df: pd.DataFrame, sel: Selection) -> pd.Series:
+    """Grouping folds each group's values into the method's label (``lora [protocol=heldout]``),
+    so every curve, panel and table row downstream is split by it with no other change."""
+    parts = []
+    for k in sel.group_by:
+        values = df["experiment"] if k == "experiment" else df[_group_column(k if "." in k else tag(k))]
+        parts.append(k + "=" + values.fillna("∅").astype(str))
+    label = parts[0]
+    for p in parts[1:]:
+        label = label + ", " + p
+    return label

@@ -105,3 +105,12 @@ def test_iid_note_only_for_adaptive_searches(tracking_db):
     assert iid_note(load_trials(tracking_db.uri, "exp-a")) is None
     note = iid_note(load_trials(tracking_db.uri, sel("exp-a", "exp-b")))
     assert "EVP assumes i.i.d. assignments" in note and "tpe" in note
+
+
+def test_group_by_experiment_and_tag(tracking_db):
+    t = load_trials(tracking_db.uri, sel("exp-a", "exp-b", tasks=["rte"], methods=["finetune", "lora"],
+                                         group_by=["experiment"]))
+    assert set(t["method"]) == {"finetune [experiment=exp-a]", "lora [experiment=exp-b]"}
+    t = load_trials(tracking_db.uri, sel("exp-a", methods=["finetune"], group_by=["protocol", "seed"]))
+    assert set(t["method"]) == {f"finetune [protocol={p}, seed={s}]" for p in ("heldout", "∅") for s in (0, 1, 2)}
+    assert len(summarize(t)) == 2 * 3  # protocol follows the task here, so each task has 3 seed groups
