@@ -32,8 +32,9 @@ def with_score(trials: pd.DataFrame, score: Score) -> pd.DataFrame:
 
 def samples(trials: pd.DataFrame, unit: Unit) -> pd.DataFrame:
     """EVP's sample unit: every trial (assignment × seed), or each assignment's seed-median. A
-    sample's cost is its compute: one trial's wall time, or the sum over an assignment's seeds."""
-    seconds = trials["wall_seconds"].fillna(trials["train_seconds"]).astype(float)
+    sample's cost is its compute: one trial's wall time (its run's end - start), or the sum over
+    an assignment's seeds."""
+    seconds = trials["wall_seconds"].astype(float)
     t = trials.assign(seconds=seconds, gpu_seconds=seconds * trials["gpus"].fillna(0.0))
     if unit == "trial":
         return t

@@ -39,13 +39,13 @@ def load_trials_rest(uri: str, sel: Selection, *, finished_only: bool = True) ->
 
 
 _COLUMNS = ["run_uuid", "experiment_id", "status", "start_time", "end_time", "parent_run_id",
-            *TAG_COLUMNS, *METRIC_COLUMNS]
+            *TAG_COLUMNS, "metric", *METRIC_COLUMNS]
 
 
 def _row(run) -> tuple:
     tags, metrics = run.data.tags, run.data.metrics
     return (run.info.run_id, run.info.experiment_id, run.info.status, run.info.start_time, run.info.end_time,
-            tags.get(PARENT_TAG), *(tags.get(tag(k)) for k in TAG_COLUMNS), *(metrics.get(k) for k in METRIC_COLUMNS))
+            tags.get(PARENT_TAG), *(tags.get(tag(k)) for k in TAG_COLUMNS), tags.get(tag("metric")), *(metrics.get(k) for k in METRIC_COLUMNS))
 
 
 def _filter(sel: Selection, finished_only: bool) -> str:

@@ -15,10 +15,11 @@ import sqlalchemy as sa
 from tracking.db import session_scope
 from tracking.runs import PARENT_TAG, TAGS, tag
 
-METRIC_COLUMNS = ("best_dev_score", "reported_score", "train_seconds", "trainable_params")
-# The tags read as columns (each is one indexed join; the search is reached through the parent run,
-# so peftsearch.search_id is not needed). Any other tag can still filter (Selection.tags).
-TAG_COLUMNS = ("method", "task", "backbone", "seed", "config_id", "metric", "gpus")
+METRIC_COLUMNS = ("best_dev_score", "reported_score", "trainable_params")
+# The tags read per trial, each one indexed join (the query's cost): the search is reached through
+# the parent run, so peftsearch.search_id is not needed, and the metric label, the same for every
+# trial of a task, is read for one trial per task. Any other tag can still filter (Selection.tags).
+TAG_COLUMNS = ("method", "task", "backbone", "seed", "config_id", "gpus")
 GROUP = ["task", "method", "backbone"]
 NUMERIC = list(METRIC_COLUMNS) + ["gpus"]
 
@@ -79,9 +80,21 @@ def load_trials(uri: str, experiment: "str | Selection", *, finished_only: bool 
     with session_scope(uri) as s:
         exp_ids = _experiment_ids(s, sel.experiments)
         sql, params = _trials_query(exp_ids, sel, finished_only)
-        df = pd.DataFrame(s.execute(sa.text(sql).bindparams(*_expanding(params)), params).mappings().all())
+        result = s.execute(sa.text(sql).bindparams(*_expanding(params)), params)
+        # plain tuples: pandas probes each SQLAlchemy Row for attributes, which costs seconds at 100k
+        df = pd.DataFrame([tuple(r) for r in result.all()], columns=list(result.keys()))
         searches = _searches(s, exp_ids)
+        if not df.empty:
+            df["metric"] = df["task"].map(_metric_labels(s, df))
     return finish(df, searches, sel, dict(zip(map(str, exp_ids), sel.experiments)))
+
+
+def _metric_labels(s, df: pd.DataFrame) -> dict[str, str]:
+    """task -> its metric label (peftsearch.metric), read from one trial of each task."""
+    ids = df.drop_duplicates("task").set_index("run_uuid")["task"]
+    rows = s.execute(sa.text("SELECT run_uuid, value FROM tags WHERE key = :k AND run_uuid IN :ids")
+                     .bindparams(sa.bindparam("ids", expanding=True)), {"k": tag("metric"), "ids": list(ids.index)})
+    return {ids[run]: value for run, value in rows}
 
 
 def _experiment_ids(s, names: tuple[str, ...]) -> list[str]:
@@ -157,7 +170,7 @@ def finish(df: pd.DataFrame, searches: pd.DataFrame, sel: Selection, exp_names: 
     """Types and derived columns shared by the SQL and REST readers."""
     if df.empty:
         raise NoRunsError(f"experiment: {sel.label!r} has no finished trial runs matching the filters")
-    for c in TAG_COLUMNS:
+    for c in TAG_COLUMNS + ("metric",):
         if c not in df.columns:
             df[c] = None
     searches = searches.drop_duplicates("parent_run_id").assign(search_run_id=lambda s: s["parent_run_id"])
