@@ -84,11 +84,9 @@ def validate(spec: str, data_dir: str | None, tracking_uri: str | None) -> None:
 
 
 def _analysis_options(f):
-    from tracking.analysis import SCORE_COLUMNS
-
     f = click.option("--log-to-parent", is_flag=True,
                      help="Also log the files under analysis/ on each search's parent MLflow run.")(f)
-    f = click.option("--score", type=click.Choice(list(SCORE_COLUMNS)), default="selection", show_default=True,
+    f = click.option("--score", type=click.Choice(["selection", "reported"]), default="selection", show_default=True,
                      help="selection = best_dev_score; reported = reported_score (held-out protocol).")(f)
     f = click.option("--group-by", "group_by", multiple=True, metavar="experiment|TAG",
                      help="Split each method by this (repeatable): 'experiment' or a tag key.")(f)

@@ -56,5 +56,5 @@ def _curve(ax, g: pd.DataFrame, x: str, *, label: str) -> None:
     else:
         lo = (g["evp"] - g["evp_std"]).clip(lower=g["min"], upper=g["max"])
         hi = (g["evp"] + g["evp_std"]).clip(lower=g["min"], upper=g["max"])
-    line, = ax.plot(g[x], g["evp"], marker="o", markersize=3, label=label)
+    line, = ax.plot(g[x], g["evp"], marker="o" if len(g) <= 30 else None, markersize=3, label=label)
     ax.fill_between(g[x], lo, hi, alpha=0.2, color=line.get_color())

@@ -73,7 +73,7 @@ def to_markdown(t: Table1) -> str:
 
 
 def to_latex(t: Table1, *, caption: str = "") -> str:
-    esc = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$")  # noqa: E731
+    esc = lambda s: s.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$").replace("×", r"$\times$")  # noqa: E731
     lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{l r " + "c " * len(t.columns) + "}",
              r"\toprule", " & ".join(["Method", r"\# Params"] + [esc(h) for h in t.headers]) + r" \\", r"\midrule"]
     for row in t.rows:
