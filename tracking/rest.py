@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 
 from tracking.runs import PARENT_TAG, tag
-from tracking.store import METRIC_COLUMNS, TAG_COLUMNS, NoRunsError, Selection, _group_column, finish
+from tracking.store import METRIC_COLUMNS, TAG_COLUMNS, NoRunsError, Selection, group_column, finish
 
 PAGE = 10_000  # runs per search_runs call; MLflow caps a page at 50,000
 
@@ -23,7 +23,7 @@ def load_trials_rest(uri: str, sel: Selection, *, finished_only: bool = True) ->
             raise NoRunsError(f"experiment: no experiment named {name!r} on {uri}")
         exp_ids.append(exp.experiment_id)
     runs = _search(client, exp_ids, _filter(sel, finished_only))
-    groups = [_group_column(k) for k in sel.group_tags]
+    groups = [group_column(k) for k in sel.group_tags]
     df = pd.DataFrame([_row(r) + tuple(r.data.tags.get(k) for k in sel.group_tags) for r in runs],
                       columns=_COLUMNS + groups)
     df = df[df["parent_run_id"].notna() & df["method"].notna()]

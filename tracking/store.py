@@ -109,12 +109,12 @@ def _group_joins(sel: Selection) -> tuple[list[str], list[str], dict]:
     cols, joins, params = [], [], {}
     for i, key in enumerate(sel.group_tags):
         joins.append(f"LEFT JOIN tags g{i} ON g{i}.run_uuid = r.run_uuid AND g{i}.key = :gk{i}")
-        cols.append(f"g{i}.value AS {_group_column(key)}")
+        cols.append(f"g{i}.value AS {group_column(key)}")
         params[f"gk{i}"] = key
     return cols, joins, params
 
 
-def _group_column(key: str) -> str:
+def group_column(key: str) -> str:
     return "group_" + "".join(ch if ch.isalnum() else "_" for ch in key)
 
 
@@ -190,7 +190,7 @@ def _group_labels(df: pd.DataFrame, sel: Selection) -> pd.Series:
     so every curve, panel and table row downstream is split by it with no other change."""
     parts = []
     for k in sel.group_by:
-        values = df["experiment"] if k == "experiment" else df[_group_column(k if "." in k else tag(k))]
+        values = df["experiment"] if k == "experiment" else df[group_column(k if "." in k else tag(k))]
         parts.append(k + "=" + values.fillna("∅").astype(str))
     label = parts[0]
     for p in parts[1:]:
