@@ -84,9 +84,28 @@ def validate(spec: str, data_dir: str | None, tracking_uri: str | None) -> None:
 
 
 def _analysis_options(f):
+    f = click.option("--log-to-parent", is_flag=True,
+                     help="Also log the files under analysis/ on each search's parent MLflow run.")(f)
+    f = click.option("--score", type=click.Choice(["selection", "reported"]), default="selection", show_default=True,
+                     help="selection = best_dev_score; reported = reported_score (held-out protocol).")(f)
+    f = click.option("--group-by", "group_by", multiple=True, metavar="experiment|TAG",
+                     help="Split each method by this (repeatable): 'experiment' or a tag key.")(f)
+    f = click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE",
+                     help="Only trials with this tag (repeatable; 'protocol' means peftsearch.protocol).")(f)
+    for name in ("backbone", "method", "task"):
+        f = click.option(f"--{name}", f"{name}s", multiple=True, help=f"Only these {name}s (repeatable).")(f)
     f = click.option("--out", type=click.Path(path_type=Path), default=Path("."), show_default=True)(f)
-    f = click.option("--experiment", required=True, help="The MLflow experiment (the spec's name).")(f)
-    return click.option("--tracking-uri", required=True, help="The tracking database URI.")(f)
+    f = click.option("--experiment", "experiments", required=True, multiple=True,
+                     help="An MLflow experiment (a spec's name); repeat to combine several.")(f)
+    return click.option("--tracking-uri", required=True,
+                        help="The tracking database URI, or an MLflow server's http(s):// URI.")(f)
+
+
+def _selection(experiments, tasks, methods, backbones, tags, group_by):
+    from tracking.store import Selection, parse_tag_filter
+
+    return Selection(tuple(experiments), tuple(tasks), tuple(methods), tuple(backbones),
+                     tuple(parse_tag_filter(t) for t in tags), tuple(group_by))
 
 
 @main.command()
@@ -95,22 +114,64 @@ def _analysis_options(f):
               help="One EVP sample per trial, or per assignment (its seed-median).")
 @click.option("--estimator", type=click.Choice(["with-replacement", "unbiased"]), default="with-replacement",
               show_default=True)
-def evp(tracking_uri: str, experiment: str, out: Path, unit: str, estimator: str) -> None:
-    """Expected Validation Performance curves: evp.csv and evp.png."""
-    from tracking.report import write_evp
+@click.option("--budget", type=click.Choice(["assignments", "seconds", "gpu-hours"]), default="assignments",
+              show_default=True, help="The plot's x axis: samples, or k × the mean trial wall time.")
+@click.option("--bootstrap", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Resamples for a bootstrap confidence interval (0: shade ± std instead).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resampling.")
+@click.option("--format", "formats", type=click.Choice(["csv", "json", "png", "svg"]), multiple=True,
+              help="Files to write (repeatable) [default: all].")
+def evp(tracking_uri, experiments, out, tasks, methods, backbones, tags, group_by, score, log_to_parent,
+        unit, estimator, budget, bootstrap, seed, formats) -> None:
+    """Expected Validation Performance curves: evp.csv, evp.json, evp.png, evp.svg."""
+    from tracking.report import EVP_FORMATS, EvpOptions, write_evp
 
-    for f in write_evp(tracking_uri, experiment, out, unit=unit, estimator=estimator):
+    options = EvpOptions(unit=unit, estimator=estimator, score=score, budget=budget, bootstrap=bootstrap, seed=seed)
+    sel = _selection(experiments, tasks, methods, backbones, tags, group_by)
+    for f in write_evp(tracking_uri, sel, out, options=options, formats=tuple(formats) or EVP_FORMATS,
+                       log_to_parent=log_to_parent):
         click.echo(f"wrote {f}")
 
 
 @main.command()
 @_analysis_options
-def summary(tracking_uri: str, experiment: str, out: Path) -> None:
-    """Seed-median ± std of each method's best assignment: summary.csv and summary.md."""
-    from tracking.report import write_summary
+@click.option("--format", "formats", type=click.Choice(["csv", "md", "tex"]), multiple=True,
+              help="Files to write (repeatable) [default: all].")
+def summary(tracking_uri, experiments, out, tasks, methods, backbones, tags, group_by, score, log_to_parent,
+            formats) -> None:
+    """Table 1: seed-median ± std of each method's best assignment per task, Macro, best in bold,
+    trainable parameters: summary.csv, table1.csv, summary.md, summary.tex."""
+    from tracking.report import SUMMARY_FORMATS, write_summary
 
-    for f in write_summary(tracking_uri, experiment, out):
+    sel = _selection(experiments, tasks, methods, backbones, tags, group_by)
+    for f in write_summary(tracking_uri, sel, out, score=score, formats=tuple(formats) or SUMMARY_FORMATS,
+                           log_to_parent=log_to_parent):
         click.echo(f"wrote {f}")
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks that print tables."""
+
+
+@bench.command()
+@click.option("--runs", type=click.IntRange(min=1), default=100_000, show_default=True)
+@click.option("--client-runs", type=click.IntRange(min=1), multiple=True,
+              help="Sizes at which to time the MlflowClient path [default: --runs itself].")
+@click.option("--workdir", type=click.Path(path_type=Path), help="Where the database goes [default: a temp dir].")
+def analytics(runs: int, client_runs: tuple[int, ...], workdir: Path | None) -> None:
+    """Time evp + summary on a RUNS-run MLflow database: our SQL reader vs MlflowClient.search_runs."""
+    import tempfile
+
+    from tracking.bench import run_bench, table, verdict
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        timings = run_bench(work, runs=runs, client_runs=client_runs or (runs,), echo=click.echo)
+    click.echo(table(timings))
+    for line in verdict(timings, runs):
+        click.echo(line)
 
 
 @main.command()

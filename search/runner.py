@@ -14,7 +14,6 @@ from search.space import Trial, expand, param_space
 from search.spec import Spec
 from trainers.config import TrialConfig
 from tracking import runs
-from tracking.db import is_database_uri
 from tracking.report import write_evp, write_summary
 from tracking.store import NoRunsError
 
@@ -30,6 +29,8 @@ class SearchContext:
     parent_run_id: str
     search_id: str
     threads: int
+    cpus: float = 1.0
+    gpus: float = 0.0  # recorded on every trial run: GPU-hours budgets read it back
 
 
 @dataclass
@@ -72,7 +73,7 @@ def run_trial(config: dict, ctx: SearchContext) -> None:
 
     tags = {"method": cfg.method, "task": cfg.task, "backbone": cfg.backbone, "seed": cfg.seed,
             "config_id": trial.config_id, "search_id": ctx.search_id, "metric": TASKS[cfg.task].metric_label,
-            "protocol": cfg.data.protocol}
+            "protocol": cfg.data.protocol, "cpus": ctx.cpus, "gpus": ctx.gpus}
     with runs.TrialRun(ctx.tracking_uri, experiment_id=ctx.experiment_id, parent_run_id=ctx.parent_run_id,
                        run_name=trial.name, tags=tags, params=trial.hyperparameters()) as run:
         result = train(cfg, reporter=TrialReporter(run))
@@ -99,7 +100,8 @@ def run_search(spec: Spec, *, out_dir: Path, address: str | None = None, console
     client.log_text(parent, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), "spec.yaml")
 
     _init_ray(address)
-    ctx = SearchContext(spec.tracking.uri, exp_id, parent, search_id, threads=max(1, int(spec.resources.cpu)))
+    ctx = SearchContext(spec.tracking.uri, exp_id, parent, search_id, threads=max(1, int(spec.resources.cpu)),
+                        cpus=spec.resources.cpu, gpus=spec.resources.gpu)
     trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
                                     {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     tuner = tune.Tuner(
@@ -119,9 +121,6 @@ def run_search(spec: Spec, *, out_dir: Path, address: str | None = None, console
 
 
 def _analyse(spec: Spec, out_dir: Path, client, parent: str) -> list[Path]:
-    if not is_database_uri(spec.tracking.uri):
-        log.warning("EVP and summary read the tracking database directly; run `peftsearch evp` against it")
-        return []
     try:
         files = write_evp(spec.tracking.uri, spec.name, out_dir) + write_summary(spec.tracking.uri, spec.name, out_dir)
     except NoRunsError as e:

@@ -6,65 +6,93 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from tracking.evp import Estimator, expected_max
+from tracking.evp import Estimator, bootstrap_ci, expected_max_rows
 from tracking.store import GROUP
 
 Unit = Literal["trial", "assignment"]
+Score = Literal["selection", "reported"]
+Budget = Literal["assignments", "seconds", "gpu-hours"]
+SCORE_COLUMNS = {"selection": "best_dev_score", "reported": "reported_score"}
+SCORE_LABELS = {"selection": "selection score (best_dev_score: the dev score that picked the checkpoint)",
+                "reported": "reported score (reported_score: the held-out reported set)"}
+IID_ALGORITHMS = {"grid", "random"}
+
+
+def with_score(trials: pd.DataFrame, score: Score) -> pd.DataFrame:
+    """The trials with a ``score`` column: the selection or the reported score."""
+    if score not in SCORE_COLUMNS:
+        raise ValueError(f"score: must be 'selection' or 'reported' (got {score!r})")
+    col = SCORE_COLUMNS[score]
+    missing = int(trials[col].isna().sum()) if col in trials.columns else len(trials)
+    if missing:
+        raise ValueError(f"score: 'reported' needs the metric reported_score, which {missing} of "
+                         f"{len(trials)} selected trials lack (search with a held-out split protocol)")
+    return trials.assign(score=trials[col].astype(float))
 
 
 def samples(trials: pd.DataFrame, unit: Unit) -> pd.DataFrame:
-    """EVP's sample unit: every trial (assignment × seed), or each assignment's seed-median."""
+    """EVP's sample unit: every trial (assignment × seed), or each assignment's seed-median. A
+    sample's cost is its compute: one trial's wall time (its run's end - start), or the sum over
+    an assignment's seeds."""
+    seconds = trials["wall_seconds"].astype(float)
+    t = trials.assign(seconds=seconds, gpu_seconds=seconds * trials["gpus"].fillna(0.0))
     if unit == "trial":
-        return trials
+        return t
     if unit == "assignment":
-        return (trials.groupby(GROUP + ["config_id"], as_index=False)
-                .agg(best_dev_score=("best_dev_score", "median"), train_seconds=("train_seconds", "sum")))
+        return (t.groupby(GROUP + ["config_id"], as_index=False)
+                .agg(score=("score", "median"), seconds=("seconds", "sum"), gpu_seconds=("gpu_seconds", "sum")))
     raise ValueError(f"unit: must be 'trial' or 'assignment' (got {unit!r})")
 
 
 def evp_curves(trials: pd.DataFrame, *, unit: Unit = "trial", estimator: Estimator = "with-replacement",
-               max_k: int | None = None) -> pd.DataFrame:
-    """One row per task × method × backbone × k, for k = 1..N (or max_k)."""
-    rows = []
-    for (task, method, backbone), g in samples(trials, unit).groupby(GROUP, sort=True):
-        v = g["best_dev_score"].to_numpy(dtype=float)
-        ks = np.arange(1, (max_k or len(v)) + 1)
-        mean, std = expected_max(v, ks, estimator)
-        secs = float(g["train_seconds"].astype(float).mean())
-        rows.append(pd.DataFrame({
-            "task": task, "method": method, "backbone": backbone, "k": ks, "evp": mean, "evp_std": std,
-            "n": len(v), "min": v.min(), "max": v.max(), "budget_seconds": ks * secs,
-            "unit": unit, "estimator": estimator,
-        }))
-    return pd.concat(rows, ignore_index=True)
+               max_k: int | None = None, score: Score = "selection", bootstrap: int = 0, seed: int = 0,
+               level: float = 0.95) -> pd.DataFrame:
+    """One row per task × method × backbone × k, for k = 1..N (or max_k), with the budget of k
+    samples in seconds and GPU-hours (NaN where no GPU was used) and, with ``bootstrap`` > 0
+    resamples, a percentile confidence interval [ci_low, ci_high]."""
+    s = samples(with_score(trials, score), unit).sort_values(GROUP + ["score"], kind="stable")
+    stats = s.groupby(GROUP, sort=True).agg(n=("score", "size"), min=("score", "min"), max=("score", "max"),
+                                            seconds=("seconds", "mean"), gpu_seconds=("gpu_seconds", "mean"))
+    scores = np.split(s["score"].to_numpy(dtype=float), np.cumsum(stats["n"].to_numpy())[:-1])
+    curves = [None] * len(stats)
+    for n in np.unique(stats["n"]):  # groups of equal size share one mat-mul
+        members = np.flatnonzero(stats["n"].to_numpy() == n)
+        ks = np.arange(1, (max_k or n) + 1)
+        mean, std = expected_max_rows(np.stack([scores[j] for j in members]), ks, estimator)
+        for row, j in enumerate(members):
+            curves[j] = _curve(stats.iloc[j], stats.index[j], ks, mean[row], std[row])
+            if bootstrap:
+                curves[j]["ci_low"], curves[j]["ci_high"] = bootstrap_ci(
+                    scores[j], ks, estimator, resamples=bootstrap, seed=seed, level=level)
+    out = pd.concat(curves, ignore_index=True)
+    return out.assign(unit=unit, estimator=estimator, score=score)
 
 
-def summarize(trials: pd.DataFrame) -> pd.DataFrame:
-    """Per task × method × backbone, the assignment with the best seed-median dev score, with
+def _curve(st: pd.Series, key: tuple, ks: np.ndarray, mean: np.ndarray, std: np.ndarray) -> pd.DataFrame:
+    gpu_hours = st["gpu_seconds"] / 3600 if st["gpu_seconds"] > 0 else np.nan
+    return pd.DataFrame({"task": key[0], "method": key[1], "backbone": key[2], "k": ks, "evp": mean,
+                         "evp_std": std, "n": int(st["n"]), "min": st["min"], "max": st["max"],
+                         "budget_seconds": ks * st["seconds"], "budget_gpu_hours": ks * gpu_hours})
+
+
+def summarize(trials: pd.DataFrame, *, score: Score = "selection") -> pd.DataFrame:
+    """Per task × method × backbone, the assignment with the best seed-median score, with
     the median and std (numpy's, ddof=0) over its seeds."""
-    per_config = (trials.groupby(GROUP + ["config_id"], as_index=False)
-                  .agg(median=("best_dev_score", "median"),
-                       std=("best_dev_score", lambda s: float(np.std(s.astype(float)))),
-                       n_seeds=("seed", "nunique"),
-                       trainable_params=("trainable_params", "first")))
+    t = with_score(trials, score)
+    g = t.groupby(GROUP + ["config_id"])
+    per_config = g.agg(median=("score", "median"), n_seeds=("seed", "nunique"),
+                       trainable_params=("trainable_params", "median"), metric=("metric", "first"))
+    per_config["std"] = g["score"].std(ddof=0)  # ddof=0: a single seed has std 0, not NaN
+    per_config = per_config.reset_index()
     best = per_config.sort_values(["median", "config_id"], ascending=[False, True]).groupby(GROUP).head(1)
-    return best.sort_values(GROUP).reset_index(drop=True)
+    return best.assign(score=score).sort_values(GROUP).reset_index(drop=True)
 
 
-def markdown_table(summary: pd.DataFrame, metric_labels: dict[str, str] | None = None) -> str:
-    """Methods × tasks, median ± std (×100) over seeds, with a Macro column (mean over tasks)."""
-    tasks = sorted(summary["task"].unique())
-    labels = metric_labels or {}
-    head = ["method", "backbone"] + [f"{t.upper()} ({labels[t]})" if t in labels else t.upper() for t in tasks] + ["Macro"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (method, backbone), g in summary.groupby(["method", "backbone"], sort=True):
-        by_task = g.set_index("task")
-        cells = [f"{100 * by_task.at[t, 'median']:.1f} ± {100 * by_task.at[t, 'std']:.1f}"
-                 if t in by_task.index else "–" for t in tasks]
-        macro = f"{100 * by_task['median'].mean():.1f}" if len(by_task) == len(tasks) else "–"
-        lines.append("| " + " | ".join([method, _short(backbone)] + cells + [macro]) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _short(backbone: str) -> str:
-    return backbone.rstrip("/").split("/")[-1]
+def iid_note(trials: pd.DataFrame) -> str | None:
+    """EVP treats assignments as i.i.d. draws: true of random search and of random search over a
+    full grid, not of adaptive searches (TPE, Bayesian), whose curves are then only descriptive."""
+    algos = sorted(set(trials["algorithm"].dropna()) - IID_ALGORITHMS) if "algorithm" in trials else []
+    if not algos:
+        return None
+    return (f"Note: EVP assumes i.i.d. assignments; these trials come from a {'/'.join(algos)} search, "
+            "so the curves are descriptive only.")

@@ -24,7 +24,19 @@ def engine(uri: str) -> sa.Engine:
             f"tracking-uri: must be a database URI ({', '.join(s + '://' for s in DB_SCHEMES)}) "
             f"because the analysis reads MLflow's tables directly (got {uri!r})"
         )
-    return sa.create_engine(uri)
+    eng = sa.create_engine(uri)
+    if uri.startswith("sqlite"):
+        sa.event.listen(eng, "connect", _sqlite_pragmas)
+    return eng
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    """SQLite's default page cache is 2 MB: a 100k-run database's tag index then spills on every
+    lookup. A 256 MB cache and memory-mapped reads make the analysis query several times faster."""
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA cache_size = -262144")
+    cur.execute("PRAGMA mmap_size = 1073741824")
+    cur.close()
 
 
 @contextmanager

@@ -57,3 +57,58 @@ def test_curve_grows_to_the_max():
 def test_unbiased_refuses_k_over_n():
     with pytest.raises(ValueError, match="k <= N = 3"):
         expected_max([0.1, 0.2, 0.3], [4], "unbiased")
+
+
+def test_unbiased_single_assignment_and_k_equals_n():
+    mean, std = expected_max([0.42], [1], "unbiased")
+    assert mean == pytest.approx([0.42]) and std == pytest.approx([0.0])
+    mean, _ = expected_max([0.3, 0.9, 0.5], [3], "unbiased")  # k = N: the max, surely
+    assert mean == pytest.approx([0.9])
+    with pytest.raises(ValueError, match=r"unbiased estimator needs k <= N = 1 \(got k = 2\)"):
+        expected_max([0.42], [1, 2], "unbiased")
+
+
+def test_bootstrap_is_seeded_and_order_free():
+    from tracking.evp import bootstrap_ci
+
+    scores = [0.61, 0.7, 0.55, 0.7, 0.64, 0.58]
+    a = bootstrap_ci(scores, [1, 3, 6], resamples=500, seed=7)
+    b = bootstrap_ci(scores[::-1], [1, 3, 6], resamples=500, seed=7)
+    c = bootstrap_ci(scores, [1, 3, 6], resamples=500, seed=8)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+    assert np.all(a[0] <= a[1]) and np.all(a[0] >= min(scores)) and np.all(a[1] <= max(scores))
+
+
+def test_bootstrap_single_score_is_a_point():
+    from tracking.evp import bootstrap_ci
+
+    lo, hi = bootstrap_ci([0.5], [1, 4], resamples=50, seed=0)
+    assert lo == pytest.approx([0.5, 0.5]) and hi == pytest.approx([0.5, 0.5])
+
+
+def test_bootstrap_coverage():
+    """With scores drawn from a known distribution, the 90% interval of E[max_k] should cover
+    the true value (by Monte Carlo on a huge sample) in roughly 90% of 200 repeated experiments
+    (binomial sd ≈ 2%; percentile bootstraps of a max can under-cover, so allow 80-97%)."""
+    from tracking.evp import bootstrap_ci
+
+    rng = np.random.default_rng(0)
+    ks = np.array([1, 3])
+    truth = rng.beta(5, 2, size=(200_000, 3)).max(axis=1).mean(), rng.beta(5, 2, size=200_000).mean()
+    covered = np.zeros(2)
+    reps = 200
+    for r in range(reps):
+        lo, hi = bootstrap_ci(rng.beta(5, 2, size=30), ks, resamples=400, seed=r, level=0.9)
+        covered += (lo <= [truth[1], truth[0]]) & ([truth[1], truth[0]] <= hi)
+    rate = covered / reps
+    assert np.all(rate >= 0.8) and np.all(rate <= 0.97), rate
+
+
+def test_bootstrap_refuses_bad_settings():
+    from tracking.evp import bootstrap_ci
+
+    with pytest.raises(ValueError, match="bootstrap: needs at least 1 resample"):
+        bootstrap_ci([0.1], [1], resamples=0, seed=0)
+    with pytest.raises(ValueError, match=r"unbiased estimator needs k <= N = 2 \(got k = 3\)"):
+        bootstrap_ci([0.1, 0.2], [3], "unbiased", resamples=10, seed=0)
