@@ -3,6 +3,7 @@ config-built, with tokenizers trained locally on real RTE text) and the real Min
 
 Each test builds a fresh backbone (methods change the model they wrap) and runs real forward and
 backward passes on real RTE sentence pairs."""
+import copy
 import math
 
 import pytest
@@ -24,7 +25,7 @@ SMALL = {"lora": {"dropout": 0.0}, "aot_fc": {"dropout": 0.0, "rank": 8}, "aot_k
 
 @pytest.fixture(scope="session")
 def backbones(tmp_path_factory, data_dir, minilm_path):
-    root, texts = tmp_path_factory.mktemp("tiny"), glue_texts(data_dir)
+    root, texts = tmp_path_factory.mktemp("tiny"), glue_texts(data_dir, limit=1000)
     paths = {arch: build_tiny_backbone(arch, root / arch, texts) for arch in ARCHITECTURES}
     paths["plain"] = build_plain_tokenizer_backbone(root / "plain", texts)
     return paths | {"minilm": minilm_path}
@@ -35,9 +36,16 @@ def rte_rows(data_dir):
     return TASKS["rte"].load("train", source="local", data_dir=str(data_dir))[:4]
 
 
+_LOADED = {}
+
+
 def setup(backbones, arch, method, *, num_labels=2, params=None, seed=0):
+    """A fresh copy of the backbone (loaded once per session) and the method, seeded."""
+    if (arch, num_labels) not in _LOADED:
+        torch.manual_seed(0)
+        _LOADED[arch, num_labels] = load_backbone(backbones[arch], num_labels=num_labels)
     torch.manual_seed(seed)
-    bb = load_backbone(backbones[arch], num_labels=num_labels)
+    bb = copy.deepcopy(_LOADED[arch, num_labels])
     m = METHODS[method].from_params(SMALL.get(method, {}) if params is None else params)
     return bb, m
 
@@ -148,7 +156,7 @@ def test_backbone_is_bit_identical_after_training_steps(backbones, rte_rows, arc
     if METHODS[method].trains_backbone:
         assert changed
     else:
-        assert changed == [] or (method == "bitfit" and all(n.endswith(".bias") for n in changed)), changed[:3]
+        assert changed == [], changed[:3]
     assert any(not torch.equal(a, b) for a, b in zip(own_before, m.method_parameters(model)))
 
 
@@ -189,8 +197,8 @@ def train_steps(m, model, bb, rows, steps=3, lr=1e-2):
 FUSE_TOL = dict(atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("method", ["aot_fc", "aot_kron", "p_tuning", "resprompt", "ept_star"])
+@pytest.mark.parametrize("arch, method", [(a, m) for a in ARCHS for m in ("aot_fc", "aot_kron")]
+                         + [("bert", m) for m in ("p_tuning", "resprompt", "ept_star")])
 def test_fused_and_unfused_give_the_same_logits(backbones, rte_rows, arch, method):
     bb, m = setup(backbones, arch, method, params={})
     model = train_steps(m, m.apply(bb), bb, rte_rows)
@@ -205,7 +213,7 @@ def test_fused_and_unfused_give_the_same_logits(backbones, rte_rows, arch, metho
         assert model.edit.fused[0].abs().max() > 0
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", ARCHITECTURES)  # the tiny three; MiniLM is a BERT
 @pytest.mark.parametrize("method", METHODS.names())
 def test_saved_artefact_is_enough_for_inference(backbones, rte_rows, tmp_path, arch, method):
     bb, m = setup(backbones, arch, method)
@@ -223,7 +231,7 @@ def test_saved_artefact_is_enough_for_inference(backbones, rte_rows, tmp_path, a
         torch.testing.assert_close(fresh.eval()(**inputs).logits, expected, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", ARCHITECTURES)
 @pytest.mark.parametrize("method", METHODS.names())
 def test_single_sentence_regression(backbones, rte_rows, arch, method):
     bb, m = setup(backbones, arch, method, num_labels=1)
@@ -249,7 +257,7 @@ def test_pasta_adds_vectors_only_at_special_tokens(backbones, rte_rows, arch):
     hidden = torch.zeros(*inputs["input_ids"].shape, bb.model.config.hidden_size)
     added = model.edit(0, inputs["input_ids"], hidden)
     touched = added.abs().sum(-1) > 0
-    special = torch.isin(inputs["input_ids"], torch.tensor(bb.tokenizer.all_special_ids))
-    special &= inputs["input_ids"] != bb.tokenizer.pad_token_id
+    framing = torch.tensor([bb.tokenizer.cls_token_id, bb.tokenizer.sep_token_id])  # <s>, </s> for RoBERTa
+    special = torch.isin(inputs["input_ids"], framing)
     assert torch.equal(touched, special)
     assert int(touched[0].sum()) == PAIR_SPECIALS[arch]

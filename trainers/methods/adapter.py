@@ -1,7 +1,8 @@
 """Houlsby et al. 2019 adapters: a bottleneck h + U·f(D·h) after the attention block's output
 projection and after the FFN's output projection of every layer, before the residual and
 LayerNorm. The up-projection starts at zero, so the model starts as the backbone (the paper uses a
-near-zero init). As in the paper, the layers' LayerNorms train too (``train_layer_norm``).
+near-zero init). As in the paper, the layers' LayerNorms train too (``train_layer_norm``), as
+deltas on the frozen LayerNorm tensors (deltas.py), so the backbone itself stays untouched.
 Trainable per layer: 2·(2·d·m + m + d), plus 2·2·d for the LayerNorms.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch.nn as nn
 from trainers.backbone import Backbone
 from trainers.config import check
 from trainers.methods.base import Method, freeze_all_but_head, register_method
+from trainers.methods.deltas import add_delta, deltas
 from trainers.methods.layers import encoder_layers, hidden_size
 
 
@@ -53,9 +55,8 @@ class AdapterModel(nn.Module):
         return self.backbone(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
 
 
-def layer_norms(model: nn.Module) -> list[nn.Parameter]:
-    return [p for layer in encoder_layers(model) for mod in (layer.attention.output.LayerNorm, layer.output.LayerNorm)
-            for p in mod.parameters()]
+def layer_norms(model: nn.Module) -> list[nn.Module]:
+    return [mod for layer in encoder_layers(model) for mod in (layer.attention.output.LayerNorm, layer.output.LayerNorm)]
 
 
 @register_method
@@ -68,10 +69,10 @@ class Adapter(Method):
     def apply(self, backbone: Backbone) -> nn.Module:
         freeze_all_but_head(backbone)
         if self.config.train_layer_norm:
-            for p in layer_norms(backbone.model):
-                p.requires_grad_(True)
+            for norm in layer_norms(backbone.model):
+                add_delta(norm, "weight")
+                add_delta(norm, "bias")
         return AdapterModel(backbone.model, self.config.bottleneck)
 
     def method_parameters(self, model: nn.Module) -> list[nn.Parameter]:
-        extra = layer_norms(model.backbone) if self.config.train_layer_norm else []
-        return list(model.adapters.parameters()) + extra
+        return list(model.adapters.parameters()) + deltas(model.backbone)

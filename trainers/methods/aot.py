@@ -160,6 +160,8 @@ class AoTKron(AoTMethod):
     name = "aot_kron"
     description = "AoT P-tuning: per-layer token bias P_l[x], Kronecker reparametrization (W_L⊗W_M)·W_R"
     Config = AoTKronConfig
+    # r² · d parameters per layer: the paper's Kronecker ranks are small (r = 5 to 20)
+    search_space = {"lr": [1e-4, 5e-4, 1e-3, 5e-3, 1e-2], "rank": [5, 10, 20]}
 
     @classmethod
     def check_backbone(cls, config, *, model_config, tokenizer) -> None:
