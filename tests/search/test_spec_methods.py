@@ -70,7 +70,7 @@ def test_aot_kron_too_small_for_the_vocabulary_is_rejected(roberta_backbone):
 def test_methods_command_lists_counts_on_a_backbone(roberta_backbone):
     out = CliRunner().invoke(main, ["methods", "--backbone", roberta_backbone])
     assert out.exit_code == 0, out.output
-    rows = [line.split("\t") for line in out.output.strip().splitlines()]
+    rows = [line.split("\t") for line in out.stdout.strip().splitlines()]
     assert [r[0] for r in rows] == METHODS.names()
     counts = {r[0]: int(r[1]) for r in rows}
     d, L = 64, 2  # the tiny RoBERTa
@@ -82,5 +82,5 @@ def test_methods_command_lists_counts_on_a_backbone(roberta_backbone):
 def test_methods_command_marks_inapplicable_methods(plain_backbone):
     out = CliRunner().invoke(main, ["methods", "--backbone", plain_backbone])
     assert out.exit_code == 0, out.output
-    (pasta,) = [line for line in out.output.splitlines() if line.startswith("pasta\t")]
+    (pasta,) = [line for line in out.stdout.splitlines() if line.startswith("pasta\t")]
     assert pasta.split("\t")[1] == "n/a" and "not applicable" in pasta
