@@ -175,14 +175,14 @@ def bench_methods_cmd(backbone, batch, seq_len, repeats, warmup, only, device) -
 @click.option("--task", default="sst2", show_default=True)
 @click.option("--backbone", default="sentence-transformers/all-MiniLM-L6-v2", show_default=True)
 @click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
-@click.option("--train-examples", default=640, show_default=True)
-@click.option("--eval-examples", default=400, show_default=True)
+@click.option("--train-examples", default=320, show_default=True)
+@click.option("--eval-examples", default=200, show_default=True)
 @click.option("--epochs", default=2, show_default=True)
-@click.option("--eval-every", default=20, show_default=True, help="Optimizer steps between evaluations.")
+@click.option("--eval-every", default=10, show_default=True, help="Optimizer steps between evaluations.")
 @click.option("--method", "only", multiple=True, help="Methods to run [default: all].")
 def bench_convergence_cmd(task, backbone, data_dir, train_examples, eval_examples, epochs, eval_every, only) -> None:
     """A short real training run per method: does the loss fall, does dev beat the majority class?"""
-    from trainers.bench import convergence, format_convergence_table
+    from trainers.bench import CONVERGENCE_HEADER, convergence, format_convergence_row
     from trainers.methods import METHODS
     from trainers.registry import unknown_name_message
 
@@ -190,10 +190,11 @@ def bench_convergence_cmd(task, backbone, data_dir, train_examples, eval_example
     for n in names:
         if n not in METHODS:  # unknown names fail before any training
             raise ValueError(f"--method: {unknown_name_message('method', n, METHODS.names())}")
-    rows = convergence(names, task=task, backbone=backbone, data_dir=str(Path(data_dir).resolve()),
-                       train_examples=train_examples, eval_examples=eval_examples, epochs=epochs,
-                       eval_every=eval_every)
-    click.echo(format_convergence_table(rows))
+    click.echo(CONVERGENCE_HEADER)
+    for row in convergence(names, task=task, backbone=backbone, data_dir=str(Path(data_dir).resolve()),
+                           train_examples=train_examples, eval_examples=eval_examples, epochs=epochs,
+                           eval_every=eval_every):
+        click.echo(format_convergence_row(row))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -195,20 +195,19 @@ CONVERGENCE_PARAMS = {"dept": {"lr2": 1e-3}}
 
 
 def convergence(methods: list[str], *, task: str, backbone: str, data_dir: str, train_examples: int,
-                eval_examples: int, epochs: int, eval_every: int, seed: int = 0) -> list[dict[str, Any]]:
+                eval_examples: int, epochs: int, eval_every: int, seed: int = 0) -> Iterator[dict[str, Any]]:
+    """Train each method with the one loop; yields a row per method as soon as it finishes."""
+    import numpy as np
+
     from trainers.config import DataConfig, OptimConfig, TrainingConfig, TrialConfig
     from trainers.data import subsample
     from trainers.loop import train
     from trainers.tasks import TASKS
 
     dev = subsample(TASKS[task].load("dev", source="local", data_dir=data_dir), eval_examples, 0)
-    labels = [e.label for e in dev]
-    majority = max(set(labels), key=labels.count)
-    import numpy as np
-
-    majority_score = TASKS[task].compute_metrics(np.full(len(labels), majority, dtype=float),
-                                                 np.array(labels))["score"]
-    rows = []
+    labels = np.array([e.label for e in dev])
+    values, counts = np.unique(labels, return_counts=True)
+    majority = TASKS[task].compute_metrics(np.full(len(labels), values[counts.argmax()], dtype=float), labels)["score"]
     for name in methods:
         cfg = TrialConfig(task=task, method=name, backbone=backbone, seed=seed,
                           optim=OptimConfig(lr=CONVERGENCE_LR.get(name, 1e-3)),
@@ -219,18 +218,15 @@ def convergence(methods: list[str], *, task: str, backbone: str, data_dir: str, 
                           data=DataConfig(source="local", dir=data_dir))
         r = train(cfg)
         losses = [h["train_loss"] for h in r.history]
-        rows.append({"method": name, "lr": cfg.optim.lr, "trainable_params": r.trainable_params,
-                     "first_loss": losses[0], "last_loss": losses[-1], "best_dev": r.best_dev_score,
-                     "majority": majority_score, "seconds": r.train_seconds})
-    return rows
+        yield {"method": name, "lr": cfg.optim.lr, "trainable_params": r.trainable_params, "first_loss": losses[0],
+               "last_loss": losses[-1], "best_dev": r.best_dev_score, "majority": majority, "seconds": r.train_seconds}
 
 
-def format_convergence_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| method | lr | trainable params | train loss (first window) | train loss (last window) | loss falls "
-             "| best dev | majority class | beats majority | seconds |", "|" + " --- |" * 10]
-    for r in rows:
-        lines.append(f"| {r['method']} | {r['lr']:g} | {r['trainable_params']} | {r['first_loss']:.4f} "
-                     f"| {r['last_loss']:.4f} | {'yes' if r['last_loss'] < r['first_loss'] else 'NO'} "
-                     f"| {r['best_dev']:.4f} | {r['majority']:.4f} | {'yes' if r['best_dev'] > r['majority'] else 'NO'} "
-                     f"| {r['seconds']:.0f} |")
-    return "\n".join(lines)
+CONVERGENCE_HEADER = ("| method | lr | trainable params | train loss (first window) | train loss (last window) "
+                      "| loss falls | best dev | majority class | beats majority | seconds |\n" + "|" + " --- |" * 10)
+
+
+def format_convergence_row(r: dict[str, Any]) -> str:
+    return (f"| {r['method']} | {r['lr']:g} | {r['trainable_params']} | {r['first_loss']:.4f} | {r['last_loss']:.4f} "
+            f"| {'yes' if r['last_loss'] < r['first_loss'] else 'NO'} | {r['best_dev']:.4f} | {r['majority']:.4f} "
+            f"| {'yes' if r['best_dev'] > r['majority'] else 'NO'} | {r['seconds']:.0f} |")

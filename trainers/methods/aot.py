@@ -22,7 +22,7 @@ import torch.nn as nn
 from trainers.backbone import Backbone
 from trainers.config import check
 from trainers.methods.base import Method, freeze_all_but_head, register_method
-from trainers.methods.layers import LayerInputEditor, encoder_layers, hidden_size
+from trainers.methods.layers import LayerInputEditor, encoder_layers
 
 FUSE_CHUNK = 4096  # vocabulary rows materialised at a time
 
