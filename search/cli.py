@@ -149,7 +149,7 @@ def bench() -> None:
 @click.option("--device", default=None, help="cpu or cuda [default: cuda when available]")
 def bench_methods_cmd(backbone, batch, seq_len, repeats, warmup, only, device) -> None:
     """Inference and training-step time and peak memory of each method, relative to finetune."""
-    from trainers.bench import PAPER_VARIANTS, Variant, bench_methods, format_methods_table
+    from trainers.bench import METHODS_HEADER, PAPER_VARIANTS, Variant, bench_methods, format_methods_row
     from trainers.methods import METHODS
     from trainers.registry import unknown_name_message
 
@@ -166,9 +166,12 @@ def bench_methods_cmd(backbone, batch, seq_len, repeats, warmup, only, device) -
         variants.insert(0, Variant("finetune", {}))
     click.echo(f"backbone {backbone}, batch {batch}, sequence length {seq_len}, device {device}, "
                f"median of {repeats}")
-    rows = bench_methods(variants, backbone=backbone, batch=batch, seq_len=seq_len, warmup=warmup,
-                         repeats=repeats, device=device)
-    click.echo(format_methods_table(rows))
+    click.echo(METHODS_HEADER)
+    ref = None
+    for row in bench_methods(variants, backbone=backbone, batch=batch, seq_len=seq_len, warmup=warmup,
+                             repeats=repeats, device=device):
+        ref = ref or row  # finetune comes first
+        click.echo(format_methods_row(row, ref))
 
 
 @bench.command("convergence")

@@ -152,31 +152,28 @@ def measure_variant(variant: Variant, *, backbone: str, batch: int, seq_len: int
 
 
 def bench_methods(variants: list[Variant], *, backbone: str, batch: int, seq_len: int, warmup: int,
-                  repeats: int, device: str) -> list[dict[str, Any]]:
-    """One subprocess per variant (clean peak memory); finetune first, as the reference."""
-    rows = []
+                  repeats: int, device: str) -> Iterator[dict[str, Any]]:
+    """One subprocess per variant (clean peak memory), yielding each row as it is measured."""
     for v in variants:
         payload = json.dumps({"variant": [v.method, v.params, v.fuse], "backbone": backbone, "batch": batch,
                               "seq_len": seq_len, "warmup": warmup, "repeats": repeats, "device": device})
         out = subprocess.run([sys.executable, "-m", "trainers.bench", payload], capture_output=True, text=True)
         if out.returncode != 0:
             raise RuntimeError(f"bench {v.label} failed: {out.stderr.strip().splitlines()[-1]}")
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    return rows
+        yield json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def format_methods_table(rows: list[dict[str, Any]]) -> str:
-    ref = next(r for r in rows if r["method"] == "finetune")
+METHODS_HEADER = ("| method | trainable params | inference ms | vs finetune | inference peak MiB | vs finetune "
+                  "| train step ms | vs finetune | train peak MiB | vs finetune |\n" + "|" + " --- |" * 10)
+
+
+def format_methods_row(r: dict[str, Any], ref: dict[str, Any]) -> str:
+    """One row; ``ref`` is finetune's row (the plain model)."""
     mb = lambda b: f"{b / 2**20:.0f}"  # noqa: E731
     ratio = lambda a, b: f"{a / b:.2f}x" if b > 0 else "n/a"  # noqa: E731
-    lines = ["| method | trainable params | inference ms | vs finetune | inference peak MiB | vs finetune "
-             "| train step ms | vs finetune | train peak MiB | vs finetune |", "|" + " --- |" * 10]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['trainable_params']} | {r['infer_s'] * 1e3:.1f} | {ratio(r['infer_s'], ref['infer_s'])} "
+    return (f"| {r['method']} | {r['trainable_params']} | {r['infer_s'] * 1e3:.1f} | {ratio(r['infer_s'], ref['infer_s'])} "
             f"| {mb(r['infer_peak'])} | {ratio(r['infer_peak'], ref['infer_peak'])} | {r['train_s'] * 1e3:.1f} "
             f"| {ratio(r['train_s'], ref['train_s'])} | {mb(r['train_peak'])} | {ratio(r['train_peak'], ref['train_peak'])} |")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # the per-variant worker of bench_methods
