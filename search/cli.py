@@ -185,12 +185,80 @@ def tasks() -> None:
 
 
 @main.command()
-def methods() -> None:
-    """List the methods."""
-    from trainers.methods import METHODS
+@click.option("--backbone", default="sentence-transformers/all-MiniLM-L6-v2", show_default=True,
+              help="Count trainable parameters on this backbone (hub id or local directory).")
+def methods(backbone: str) -> None:
+    """List the methods: name, trainable parameters on BACKBONE (head excluded), description."""
+    from trainers.methods.catalogue import method_lines
 
-    for name in METHODS:
-        click.echo(f"{name}\t{METHODS[name].description}")
+    for line in method_lines(backbone):
+        click.echo(line)
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks that print tables."""
+
+
+@bench.command("methods")
+@click.option("--backbone", default="sentence-transformers/all-MiniLM-L6-v2", show_default=True)
+@click.option("--batch", default=8, show_default=True)
+@click.option("--seq-len", default=128, show_default=True)
+@click.option("--repeats", default=5, show_default=True, help="Timed repetitions (the median is shown).")
+@click.option("--warmup", default=1, show_default=True)
+@click.option("--method", "only", multiple=True, help="METHOD or METHOD:key=value,... (repeatable) [default: all + paper variants]")
+@click.option("--device", default=None, help="cpu or cuda [default: cuda when available]")
+def bench_methods_cmd(backbone, batch, seq_len, repeats, warmup, only, device) -> None:
+    """Inference and training-step time and peak memory of each method, relative to finetune."""
+    from trainers.bench import METHODS_HEADER, PAPER_VARIANTS, Variant, bench_methods, format_methods_row
+    from trainers.methods import METHODS
+    from trainers.registry import unknown_name_message
+
+    import torch
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    names = list(only) or ["finetune", *[m for m in METHODS if m != "finetune"], *PAPER_VARIANTS]
+    variants = [Variant.parse(n) for n in names]
+    for v in variants:  # bad input fails here, before any measuring
+        if v.method not in METHODS:
+            raise ValueError(f"--method: {unknown_name_message('method', v.method, METHODS.names())}")
+        METHODS[v.method].Config(**v.params)
+    if variants[0].method != "finetune":
+        variants.insert(0, Variant("finetune", {}))
+    click.echo(f"backbone {backbone}, batch {batch}, sequence length {seq_len}, device {device}, "
+               f"median of {repeats}")
+    click.echo(METHODS_HEADER)
+    ref = None
+    for row in bench_methods(variants, backbone=backbone, batch=batch, seq_len=seq_len, warmup=warmup,
+                             repeats=repeats, device=device):
+        ref = ref or row  # finetune comes first
+        click.echo(format_methods_row(row, ref))
+
+
+@bench.command("convergence")
+@click.option("--task", default="sst2", show_default=True)
+@click.option("--backbone", default="sentence-transformers/all-MiniLM-L6-v2", show_default=True)
+@click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
+@click.option("--train-examples", default=320, show_default=True)
+@click.option("--eval-examples", default=200, show_default=True)
+@click.option("--epochs", default=2, show_default=True)
+@click.option("--eval-every", default=10, show_default=True, help="Optimizer steps between evaluations.")
+@click.option("--method", "only", multiple=True, help="Methods to run [default: all].")
+def bench_convergence_cmd(task, backbone, data_dir, train_examples, eval_examples, epochs, eval_every, only) -> None:
+    """A short real training run per method: does the loss fall, does dev beat the majority class?"""
+    from trainers.bench import CONVERGENCE_HEADER, convergence, format_convergence_row
+    from trainers.methods import METHODS
+    from trainers.registry import unknown_name_message
+
+    names = list(only) or METHODS.names()
+    for n in names:
+        if n not in METHODS:  # unknown names fail before any training
+            raise ValueError(f"--method: {unknown_name_message('method', n, METHODS.names())}")
+    click.echo(CONVERGENCE_HEADER)
+    for row in convergence(names, task=task, backbone=backbone, data_dir=str(Path(data_dir).resolve()),
+                           train_examples=train_examples, eval_examples=eval_examples, epochs=epochs,
+                           eval_every=eval_every):
+        click.echo(format_convergence_row(row))
 
 
 if __name__ == "__main__":

@@ -99,6 +99,8 @@ class Spec(_Strict):
             if method not in METHODS:
                 raise ValueError(f"{unknown_name_message('method', method, METHODS.names())}")
             grid = {} if grid is None else grid
+            if grid == "paper":  # the method's paper search space (METHODS.md), by name
+                grid = dict(METHODS[method].search_space)
             if not isinstance(grid, dict):
                 raise ValueError(f"{method}: must map hyperparameter names to lists of values (got {grid!r})")
             out[method] = {k: vals if isinstance(vals, list) else [vals] for k, vals in grid.items()}
@@ -111,6 +113,7 @@ class Spec(_Strict):
                 self.assignments(method)  # every grid point must build valid configs
             except ValueError as e:
                 raise ValueError(f"methods.{e}") from e
+        _check_applicability(self)
         if self.data.source == "local":
             _check_data_dir(self.data.dir, self.tasks)
         return self
@@ -146,6 +149,25 @@ def _build(cls: type, values: dict[str, Any], method: str, point: dict[str, Any]
         if loc:
             raise ValueError(f"{method}.{loc}: {msg} (got {err.get('input')!r})") from e
         raise ValueError(f"{method}.{msg}") from e
+
+
+def _check_applicability(spec: "Spec") -> None:
+    """Each method's ``check_backbone`` on every assignment, when the backbone is local (a
+    directory or a packaged model): e.g. PASTA on a tokenizer that adds no special tokens."""
+    from trainers.backbone import inspect_backbone
+
+    checked = [m for m in spec.methods if METHODS[m].has_backbone_check()]
+    found = inspect_backbone(spec.backbone) if checked else None
+    if found is None:
+        return
+    model_config, tokenizer = found
+    for method in checked:
+        cls = METHODS[method]
+        for _, params in spec.assignments(method):
+            try:
+                cls.check_backbone(cls.Config(**params), model_config=model_config, tokenizer=tokenizer)
+            except ValueError as e:
+                raise ValueError(f"methods.{method}: not applicable to backbone {spec.backbone!r}: {e}") from e
 
 
 def _unique(values: list, field: str) -> None:

@@ -56,6 +56,17 @@ def load_backbone(name: str, *, num_labels: int) -> Backbone:
     return Backbone(model, tokenizer, head_parameter_names(model, info.get("missing_keys", ())))
 
 
+def inspect_backbone(name: str):
+    """(AutoConfig, tokenizer) of a backbone available locally, without its weights; else None
+    (a hub id is not fetched during validation)."""
+    source = resolve_backbone(name)
+    if not Path(source).is_dir():
+        return None
+    from transformers import AutoConfig, AutoTokenizer
+
+    return AutoConfig.from_pretrained(source), AutoTokenizer.from_pretrained(source)
+
+
 def head_parameter_names(model: nn.Module, missing_keys=()) -> frozenset[str]:
     """The head is what the checkpoint did not contain; failing that, the usual head modules."""
     names = {n for n, _ in model.named_parameters()}

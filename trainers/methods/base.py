@@ -1,13 +1,15 @@
 """The method plugin interface. A method is a config dataclass plus a way to wrap a backbone.
 
-The training loop only ever calls ``apply`` and ``param_groups``; anything method-specific (a
-second learning rate, fusing, special-token ids) lives behind these hooks, never in the loop.
+The training loop only ever calls ``apply``, ``param_groups`` and ``method_parameters``; anything
+method-specific (a second learning rate, fusing, special-token ids, applicability to a backbone)
+lives behind the hooks below, never in the loop.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 import torch.nn as nn
 
 from trainers.backbone import Backbone
@@ -24,6 +26,9 @@ class Method:
     description: ClassVar[str]
     Config: ClassVar[type] = NoConfig
     trains_backbone: ClassVar[bool] = False
+    # The paper's search space (METHODS.md): hyperparameter -> values, usable in a spec by name
+    # (`methods: {dept: paper}`). Optimizer keys (lr, weight_decay) may appear here too.
+    search_space: ClassVar[dict[str, list[Any]]] = {}
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -31,6 +36,16 @@ class Method:
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "Method":
         return cls(cls.Config(**params))
+
+    @classmethod
+    def check_backbone(cls, config: Any, *, model_config: Any, tokenizer: Any) -> None:
+        """Raise ValueError ("field: rule (got value)") if the method cannot apply to a backbone.
+
+        Called at spec validation when the backbone can be inspected locally, and by ``apply``."""
+
+    @classmethod
+    def has_backbone_check(cls) -> bool:
+        return cls.check_backbone.__func__ is not Method.check_backbone.__func__
 
     def apply(self, backbone: Backbone) -> nn.Module:
         """Return a module whose forward(**batch) gives HF outputs with .loss and .logits."""
@@ -48,10 +63,29 @@ class Method:
         params = [p for p in model.parameters() if p.requires_grad]
         return [{"params": params, "lr": lr, "weight_decay": weight_decay}]
 
+    def fuse(self, model: nn.Module) -> None:
+        """Turn a trained model into its inference form (AoT materialises its tables)."""
+
+    def inference_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """What must be saved to run inference: the trained parameters (head included)."""
+        return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    def load_inference_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+        """Load ``inference_state`` into a model that ``apply`` built from the same backbone."""
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected:
+            raise KeyError(f"state: keys the model does not have (got {unexpected[:3]})")
+
 
 def freeze_all_but_head(backbone: Backbone) -> None:
     for name, p in backbone.model.named_parameters():
         p.requires_grad_(name in backbone.head_names)
+
+
+def own_parameters(model: nn.Module, backbone_model: nn.Module) -> list[nn.Parameter]:
+    """Parameters of ``model`` that are not the backbone's (the method's added modules)."""
+    base = {id(p) for p in backbone_model.parameters()}
+    return [p for p in model.parameters() if id(p) not in base]
 
 
 METHODS: Registry[type[Method]] = Registry("method")

@@ -11,6 +11,7 @@ class Finetune(Method):
     name = "finetune"
     description = "full fine-tuning: every backbone parameter and the head are trained"
     trains_backbone = True
+    search_space = {"lr": [1e-5, 2e-5, 3e-5, 5e-5]}
 
     def apply(self, backbone: Backbone) -> nn.Module:
         self._head = backbone.head_names

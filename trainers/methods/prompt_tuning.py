@@ -5,11 +5,14 @@ Where the prompt goes: before the whole input, ahead of [CLS]/<s>, as Hugging Fa
 the prompt passes through the position embeddings and the embedding LayerNorm. (P-Tuning v2's
 reference code instead injects it after the embedding layer.) The classifier then reads the
 first prompt position's output, which is trained along with the head.
+
+``PromptedEncoder`` is shared by every prompt method (p_tuning, resprompt, ept, dept): they differ
+only in the module that produces the prompt, and DePT also updates the input embeddings.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 import torch.nn as nn
@@ -31,16 +34,35 @@ class PromptTuningConfig:
         check(self.init in ("vocab", "uniform"), "init", "must be 'vocab' or 'uniform'", self.init)
 
 
+class StaticPrompt(nn.Module):
+    def __init__(self, prompt: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(prompt)
+
+    def forward(self) -> torch.Tensor:
+        return self.weight
+
+
 class PromptedEncoder(nn.Module):
-    def __init__(self, model: nn.Module, prompt: torch.Tensor) -> None:
+    """forward(**batch): [source() ; update(word_embeddings(input_ids))] through the backbone."""
+
+    def __init__(self, model: nn.Module, source: nn.Module, update: Optional[nn.Module] = None) -> None:
         super().__init__()
         self.backbone = model
-        self.prompt = nn.Parameter(prompt)
+        self.source = source  # forward() -> (p, d), the prompt
+        self.update = update  # forward(embeds) -> embeds, applied before the prompt is prepended
+
+    @property
+    def prompt(self) -> torch.Tensor:
+        return self.source()
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
-        batch, p = input_ids.size(0), self.prompt.size(0)
         embeds = self.backbone.get_input_embeddings()(input_ids)
-        embeds = torch.cat([self.prompt.unsqueeze(0).expand(batch, -1, -1), embeds], dim=1)
+        if self.update is not None:
+            embeds = self.update(embeds)
+        prompt = self.source()
+        batch, p = input_ids.size(0), prompt.size(0)
+        embeds = torch.cat([prompt.unsqueeze(0).expand(batch, -1, -1), embeds], dim=1)
         ones = attention_mask.new_ones(batch, p)
         kwargs = {"attention_mask": torch.cat([ones, attention_mask], dim=1)}
         if token_type_ids is not None:
@@ -48,25 +70,33 @@ class PromptedEncoder(nn.Module):
         return self.backbone(inputs_embeds=embeds, labels=labels, **kwargs)
 
 
-@register_method
-class PromptTuning(Method):
-    name = "prompt_tuning"
-    description = "trainable prompt prepended to the input embeddings; backbone frozen"
-    Config = PromptTuningConfig
+def initial_prompt(backbone: Backbone, length: int, init: str) -> torch.Tensor:
+    emb = backbone.model.get_input_embeddings().weight
+    if init == "vocab":
+        rows = torch.randint(0, emb.size(0), (length,))  # drawn from the trial's seeded RNG
+        return emb[rows].detach().clone()
+    return torch.empty(length, emb.size(1)).uniform_(-0.5, 0.5)
 
-    def apply(self, backbone: Backbone) -> nn.Module:
-        freeze_all_but_head(backbone)
-        emb = backbone.model.get_input_embeddings().weight
-        p = self.config.prompt_length
-        if self.config.init == "vocab":
-            rows = torch.randint(0, emb.size(0), (p,))  # drawn from the trial's seeded RNG
-            prompt = emb[rows].detach().clone()
-        else:
-            prompt = torch.empty(p, emb.size(1)).uniform_(-0.5, 0.5)
-        return PromptedEncoder(backbone.model, prompt)
+
+class PromptMethod(Method):
+    """Shared by the prompt methods: the prompt's own modules are the method's parameters."""
 
     def method_parameters(self, model: nn.Module) -> list[nn.Parameter]:
-        return [model.prompt]
+        params = list(model.source.parameters())
+        return params + (list(model.update.parameters()) if model.update is not None else [])
 
     def extra_positions(self) -> int:
         return self.config.prompt_length
+
+
+@register_method
+class PromptTuning(PromptMethod):
+    name = "prompt_tuning"
+    description = "trainable prompt prepended to the input embeddings; backbone frozen"
+    Config = PromptTuningConfig
+    search_space = {"lr": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1], "prompt_length": [10, 20, 50, 100]}
+
+    def apply(self, backbone: Backbone) -> nn.Module:
+        freeze_all_but_head(backbone)
+        prompt = initial_prompt(backbone, self.config.prompt_length, self.config.init)
+        return PromptedEncoder(backbone.model, StaticPrompt(prompt))

@@ -1,0 +1,171 @@
+"""Ahead-of-Time P-tuning (seed 000, Section 4): before every encoder block l (the first
+included), add a token-indexed bias, H'^l = H^l + P_l[x]. P_l ∈ R^{|V|×d} is trained through a
+reparametrization that only computes the rows of the tokens in the batch:
+
+- FC: P = f(E·W1 + b1)·W2 + b2, E the frozen input embeddings (dropout on E), W2, b1, b2 zero;
+  per layer 2·d·r + r + d parameters.
+- Kronecker: P[x] = kron(W_L[x // b], W_M[x % b]) · W_R, W_R zero, dropout on P_x;
+  per layer (a + b)·r + r²·d parameters, a·b >= |V|.
+
+``fuse`` materialises every P_l for the whole vocabulary (a lookup and an add at inference); the
+fused tables, with the head, are the whole inference artefact.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import torch
+import torch.nn as nn
+
+from trainers.backbone import Backbone
+from trainers.config import check
+from trainers.methods.base import Method, freeze_all_but_head, register_method
+from trainers.methods.layers import LayerInputEditor, encoder_layers
+
+FUSE_CHUNK = 4096  # vocabulary rows materialised at a time
+
+
+@dataclass(frozen=True)
+class AoTFCConfig:
+    rank: int = 64
+    activation: Literal["relu", "gelu", "tanh"] = "relu"  # the paper's f is "a non-linearity"
+    dropout: float = 0.1  # on E, before W1
+
+    def __post_init__(self) -> None:
+        check(self.rank >= 1, "rank", "must be >= 1", self.rank)
+        check(self.activation in ("relu", "gelu", "tanh"), "activation", "must be relu, gelu or tanh", self.activation)
+        check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)", self.dropout)
+
+
+@dataclass(frozen=True)
+class AoTKronConfig:
+    rank: int = 16
+    a: int = 256  # rows of W_L; the paper's RoBERTa value
+    b: Optional[int] = None  # rows of W_M; None = ceil(|V| / a)
+    dropout: float = 0.1  # on P_x
+
+    def __post_init__(self) -> None:
+        check(self.rank >= 1, "rank", "must be >= 1", self.rank)
+        check(self.a >= 1, "a", "must be >= 1", self.a)
+        check(self.b is None or self.b >= 1, "b", "must be >= 1 or null", self.b)
+        check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)", self.dropout)
+
+    def b_for(self, vocab: int) -> int:
+        b = self.b or math.ceil(vocab / self.a)
+        check(self.a * b >= vocab, "b", f"a·b must cover the vocabulary of {vocab} (a={self.a})", b)
+        return b
+
+
+class FCTables(nn.Module):
+    """P_l[x] for all layers at once: W1 (L, d, r), b1 (L, r), W2 (L, r, d), b2 (L, d)."""
+
+    def __init__(self, embeddings: nn.Embedding, n_layers: int, c: AoTFCConfig) -> None:
+        super().__init__()
+        d, r = embeddings.weight.size(1), c.rank
+        self.embeddings = [embeddings]  # a list, so the frozen E is not registered as ours
+        bound = 1 / math.sqrt(d)  # nn.Linear(d, r)'s default init
+        self.W1 = nn.Parameter(torch.empty(n_layers, d, r).uniform_(-bound, bound))
+        self.b1 = nn.Parameter(torch.zeros(n_layers, r))
+        self.W2 = nn.Parameter(torch.zeros(n_layers, r, d))
+        self.b2 = nn.Parameter(torch.zeros(n_layers, d))
+        self.act = {"relu": nn.ReLU(), "gelu": nn.GELU(), "tanh": nn.Tanh()}[c.activation]
+        self.dropout = nn.Dropout(c.dropout)
+
+    def rows(self, layer: int, ids: torch.Tensor) -> torch.Tensor:
+        e = self.dropout(self.embeddings[0](ids))
+        return self.act(e @ self.W1[layer] + self.b1[layer]) @ self.W2[layer] + self.b2[layer]
+
+
+class KronTables(nn.Module):
+    def __init__(self, vocab: int, d: int, n_layers: int, c: AoTKronConfig) -> None:
+        super().__init__()
+        self.b, r = c.b_for(vocab), c.rank
+        self.WL = nn.Parameter(torch.randn(n_layers, c.a, r) / math.sqrt(r))
+        self.WM = nn.Parameter(torch.randn(n_layers, self.b, r) / math.sqrt(r))
+        self.WR = nn.Parameter(torch.zeros(n_layers, r * r, d))
+        self.dropout = nn.Dropout(c.dropout)
+
+    def rows(self, layer: int, ids: torch.Tensor) -> torch.Tensor:
+        left, mid = self.WL[layer][ids // self.b], self.WM[layer][ids % self.b]  # (..., r)
+        kron = (left.unsqueeze(-1) * mid.unsqueeze(-2)).flatten(-2)  # kron of two vectors: (..., r²)
+        return self.dropout(kron @ self.WR[layer])
+
+
+class AoTBias(nn.Module):
+    """The per-layer edit: add P_l[x], from the reparametrization or, once fused, a table."""
+
+    def __init__(self, tables: nn.Module, vocab: int) -> None:
+        super().__init__()
+        self.tables = tables
+        self.vocab = vocab
+        self.fused: Optional[nn.ParameterList] = None
+
+    def forward(self, layer: int, ids: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None:
+            return hidden + nn.functional.embedding(ids, self.fused[layer])
+        return hidden + self.tables.rows(layer, ids)
+
+    @torch.no_grad()
+    def fuse(self, n_layers: int) -> None:
+        was = self.tables.training
+        self.tables.eval()  # no dropout in the materialised tables
+        all_ids = torch.arange(self.vocab, device=next(self.tables.parameters()).device)
+        self.fused = nn.ParameterList([
+            nn.Parameter(torch.cat([self.tables.rows(l, c) for c in all_ids.split(FUSE_CHUNK)]), requires_grad=False)
+            for l in range(n_layers)])
+        self.tables.train(was)
+
+
+class AoTMethod(Method):
+    search_space = {"lr": [1e-4, 5e-4, 1e-3, 5e-3, 1e-2], "rank": [16, 64, 256, 512]}
+
+    def build_tables(self, emb: nn.Embedding, n_layers: int) -> nn.Module:
+        raise NotImplementedError
+
+    def apply(self, backbone: Backbone) -> nn.Module:
+        freeze_all_but_head(backbone)
+        emb, n_layers = backbone.model.get_input_embeddings(), len(encoder_layers(backbone.model))
+        bias = AoTBias(self.build_tables(emb, n_layers), emb.weight.size(0))
+        return LayerInputEditor(backbone.model, bias)
+
+    def method_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        return list(model.edit.tables.parameters())
+
+    def fuse(self, model: nn.Module) -> None:
+        model.edit.fuse(len(encoder_layers(model.backbone)))
+
+    def inference_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """The fused tables and the head: the reparametrization is not needed any more."""
+        if model.edit.fused is None:
+            self.fuse(model)
+        state = {n: p.detach().clone() for n, p in model.named_parameters()
+                 if p.requires_grad and not n.startswith("edit.tables.")}
+        return state | {n: p.detach().clone() for n, p in model.edit.fused.named_parameters(prefix="edit.fused")}
+
+
+@register_method
+class AoTFC(AoTMethod):
+    name = "aot_fc"
+    description = "AoT P-tuning: per-layer token bias P_l[x], FC reparametrization f(E·W1+b1)·W2+b2"
+    Config = AoTFCConfig
+
+    def build_tables(self, emb: nn.Embedding, n_layers: int) -> nn.Module:
+        return FCTables(emb, n_layers, self.config)
+
+
+@register_method
+class AoTKron(AoTMethod):
+    name = "aot_kron"
+    description = "AoT P-tuning: per-layer token bias P_l[x], Kronecker reparametrization (W_L⊗W_M)·W_R"
+    Config = AoTKronConfig
+    # r² · d parameters per layer: the paper's Kronecker ranks are small (r = 5 to 20)
+    search_space = {"lr": [1e-4, 5e-4, 1e-3, 5e-3, 1e-2], "rank": [5, 10, 20]}
+
+    @classmethod
+    def check_backbone(cls, config, *, model_config, tokenizer) -> None:
+        config.b_for(model_config.vocab_size)
+
+    def build_tables(self, emb: nn.Embedding, n_layers: int) -> nn.Module:
+        return KronTables(emb.weight.size(0), emb.weight.size(1), n_layers, self.config)

@@ -1,0 +1,117 @@
+"""Tiny config-built backbones with locally trained tokenizers, for tests and benchmarks.
+
+Nothing here touches the hub: each builder trains a small tokenizer of the architecture's kind
+(BERT WordPiece, RoBERTa byte-level BPE, DeBERTa-v2 Unigram with Metaspace) on the given texts,
+builds a randomly initialised model from a config, and saves both to a directory that
+``trainers.backbone.load_backbone`` loads like any checkpoint.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+ARCHITECTURES = ("bert", "roberta", "deberta-v2")
+SIZES = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+             max_position_embeddings=320)
+
+
+def _bert_tokenizer(texts: list[str], vocab: int):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab, special_tokens=specials))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return tok, dict(cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]", mask_token="[MASK]",
+                     model_input_names=["input_ids", "token_type_ids", "attention_mask"])
+
+
+def _roberta_tokenizer(texts: list[str], vocab: int, *, special: bool = True):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=vocab, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    if not special:  # GPT-2 style: the tokenizer adds nothing around the text
+        return tok, dict(pad_token="<pad>", unk_token="<unk>", eos_token="</s>")
+    tok.post_processor = processors.RobertaProcessing(("</s>", tok.token_to_id("</s>")), ("<s>", tok.token_to_id("<s>")))
+    return tok, dict(bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>", pad_token="<pad>",
+                     unk_token="<unk>", mask_token="<mask>")
+
+
+def _deberta_tokenizer(texts: list[str], vocab: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    specials = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
+    tok.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=vocab, special_tokens=specials, unk_token="[UNK]"))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    return tok, dict(cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]", mask_token="[MASK]")
+
+
+def _model(arch: str, vocab: int):
+    from transformers import (BertConfig, BertModel, DebertaV2Config, DebertaV2Model, RobertaConfig,
+                              RobertaModel)
+
+    if arch == "bert":
+        return BertModel(BertConfig(vocab_size=vocab, **SIZES))
+    if arch == "roberta":
+        return RobertaModel(RobertaConfig(vocab_size=vocab, pad_token_id=1, bos_token_id=0, eos_token_id=2, **SIZES))
+    if arch == "deberta-v2":
+        return DebertaV2Model(DebertaV2Config(vocab_size=vocab, pad_token_id=0, relative_attention=True,
+                                              pos_att_type=["p2c", "c2p"], position_buckets=32, **SIZES))
+    raise ValueError(f"arch: must be one of {', '.join(ARCHITECTURES)} (got {arch!r})")
+
+
+def build_tiny_backbone(arch: str, out: Path, texts: Iterable[str], *, vocab: int = 1000, seed: int = 0) -> str:
+    """Train a tokenizer on ``texts``, build a tiny ``arch`` model, save both under ``out``."""
+    from transformers import PreTrainedTokenizerFast
+
+    texts = list(texts)
+    builders = {"bert": _bert_tokenizer, "roberta": _roberta_tokenizer, "deberta-v2": _deberta_tokenizer}
+    if arch not in builders:
+        raise ValueError(f"arch: must be one of {', '.join(ARCHITECTURES)} (got {arch!r})")
+    tok, special = builders[arch](texts, vocab)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=SIZES["max_position_embeddings"], **special)
+    torch.manual_seed(seed)
+    model = _model(arch, tok.get_vocab_size())
+    out = Path(out)
+    model.save_pretrained(out)  # the backbone only: loading for classification adds a new head
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+def build_plain_tokenizer_backbone(out: Path, texts: Iterable[str], *, vocab: int = 1000) -> str:
+    """A tiny RoBERTa whose tokenizer adds no special tokens (as GPT-2's), for rejection tests."""
+    from transformers import PreTrainedTokenizerFast
+
+    tok, special = _roberta_tokenizer(list(texts), vocab, special=False)
+    PreTrainedTokenizerFast(tokenizer_object=tok, **special).save_pretrained(out)
+    _model("roberta", tok.get_vocab_size()).save_pretrained(out)
+    return str(out)
+
+
+def glue_texts(data_dir: Path, task: str = "RTE", limit: int = 2000) -> list[str]:
+    """Sentences from a local GLUE task, to train the tiny tokenizers on real text."""
+    import csv
+
+    texts = []
+    with open(Path(data_dir) / "glue" / task / "train.tsv", newline="", encoding="utf-8") as f:
+        for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+            texts.extend(cell for cell in row[1:3])
+            if len(texts) >= limit:
+                break
+    return texts
