@@ -54,18 +54,35 @@ def run(spec: str, data_dir: str | None, tracking_uri: str | None, address: str 
     from rich.console import Console
 
     from search.runner import run_search
-    from search.space import expand
+    from search.space import trial_count
 
     s = _load(spec, data_dir, tracking_uri)  # everything is validated before Ray or MLflow start
     out = (out or Path("peftsearch-out") / s.name).resolve()
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    console.print(f"[bold]{s.name}[/]: {len(expand(s))} trials on {s.backbone} → {s.tracking.uri}")
+    console.print(f"[bold]{s.name}[/]: {trial_count(s)} trials on {s.backbone} → {s.tracking.uri}")
     result = run_search(s, out_dir=out, address=address, console=console)
     console.print(f"[bold]done[/] in {result.seconds:.0f}s: {result.trials - result.errors} finished, "
                   f"{result.errors} failed; search {result.search_id}")
     for f in result.outputs:
         console.print(f"  wrote {f}")
     console.print(f"MLflow UI: mlflow ui --backend-store-uri {s.tracking.uri}")
+    if result.errors == result.trials:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--address", envvar="RAY_ADDRESS", help="Join this Ray cluster instead of starting a local one.")
+def resume(out: Path, address: str | None) -> None:
+    """Finish the search whose output directory is OUT, after its driver died."""
+    from rich.console import Console
+
+    from search.runner import resume_search
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    result = resume_search(out.resolve(), address=address, console=console)
+    console.print(f"[bold]done[/] in {result.seconds:.0f}s: {result.trials - result.errors} finished, "
+                  f"{result.errors} failed; search {result.search_id}")
     if result.errors == result.trials:
         sys.exit(1)
 
