@@ -87,6 +87,53 @@ def resume(out: Path, address: str | None) -> None:
         sys.exit(1)
 
 
+_JOBS_ADDRESS = click.option("--address", envvar="RAY_API_SERVER_ADDRESS", required=True,
+                             help="The Ray head's dashboard, e.g. http://HEAD:8265.")
+
+
+@main.command()
+@_spec_options
+@_JOBS_ADDRESS
+@click.option("--out", help="Output directory on the head node [default: the job's working directory].")
+def submit(spec: str, data_dir: str | None, tracking_uri: str | None, address: str, out: str | None) -> None:
+    """Submit the search SPEC to a Ray cluster as a job; prints the job id."""
+    from search import jobs
+
+    s = _load(spec, data_dir, tracking_uri)
+    jobs.check_cluster_tracking(s)  # before contacting the cluster
+    click.echo(jobs.submit(s, address=address, out=out))
+
+
+@main.command()
+@click.argument("job")
+@_JOBS_ADDRESS
+def status(job: str, address: str) -> None:
+    """The state of a submitted search job: PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED."""
+    from search import jobs
+
+    click.echo(jobs.status(job, address=address))
+
+
+@main.command()
+@click.argument("job")
+@_JOBS_ADDRESS
+def logs(job: str, address: str) -> None:
+    """The driver log of a submitted search job."""
+    from search import jobs
+
+    click.echo(jobs.logs(job, address=address), nl=False)
+
+
+@main.command()
+@click.argument("job")
+@_JOBS_ADDRESS
+def stop(job: str, address: str) -> None:
+    """Stop a submitted search job."""
+    from search import jobs
+
+    click.echo("stopping" if jobs.stop(job, address=address) else "already finished")
+
+
 @main.command()
 @_spec_options
 def validate(spec: str, data_dir: str | None, tracking_uri: str | None) -> None:
@@ -147,6 +194,23 @@ def methods() -> None:
 
     for name in METHODS:
         click.echo(f"{name}\t{METHODS[name].description}")
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks that print tables."""
+
+
+@bench.command("search")
+@click.option("-n", "--trials", default=8, show_default=True, help="How many short trials.")
+@click.option("--examples", default=32, show_default=True, help="Train and dev examples per trial.")
+@click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
+@click.option("--backbone", help="A local model directory [default: a tiny config-built BERT].")
+def bench_search(trials: int, examples: int, data_dir: str, backbone: str | None) -> None:
+    """Ray Tune's overhead per trial against the same trainings run one after another."""
+    from search.bench_search import run_bench, table
+
+    click.echo(table(run_bench(n=trials, data_dir=str(Path(data_dir).resolve()), backbone=backbone, examples=examples)))
 
 
 if __name__ == "__main__":

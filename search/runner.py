@@ -107,26 +107,34 @@ def _free_accelerator_memory(torch) -> None:
 
 
 def run_search(spec: Spec, *, out_dir: Path, address: str | None = None, console=None) -> SearchOutcome:
-    from ray import tune
-
     start = time.monotonic()
+    ctx, storage = open_search(spec, out_dir)
+    _init_ray(address)
+    return _finish(spec, build_tuner(spec, ctx, out_dir=out_dir, storage=storage, console=console), ctx, out_dir, start)
+
+
+def open_search(spec: Spec, out_dir: Path) -> tuple[SearchContext, Path]:
+    """The experiment and parent run in MLflow, and OUT/search.json, which `resume` reads."""
     search_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     client = runs.client(spec.tracking.uri)
     exp_id = runs.ensure_experiment(client, spec.name, _artifact_location(spec.tracking.uri, spec.name))
     parent = runs.start_parent_run(client, exp_id, search_id=search_id, tags={
         "peftsearch.algorithm": spec.search.algorithm, "peftsearch.backbone": spec.backbone,
         "peftsearch.tasks": ",".join(spec.tasks), "peftsearch.methods": ",".join(spec.methods)})
-    spec_yaml = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
-    client.log_text(parent, spec_yaml, "spec.yaml")
+    client.log_text(parent, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), "spec.yaml")
     ctx = SearchContext(spec.tracking.uri, exp_id, parent, search_id, threads=max(1, int(spec.resources.cpu)))
     storage = (out_dir / "ray").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / STATE_FILE).write_text(json.dumps({"spec": spec.model_dump(mode="json"), "ctx": dataclasses.asdict(ctx),
                                                   "storage": str(storage)}, indent=1))
+    return ctx, storage
 
-    _init_ray(address)
+
+def build_tuner(spec: Spec, ctx: SearchContext, *, out_dir: Path, storage: Path, console=None):
+    from ray import tune
+
     space, search_alg, total = _space(spec, out_dir)
-    tuner = tune.Tuner(
+    return tune.Tuner(
         _trainable(spec, ctx),
         param_space=space,
         tune_config=tune.TuneConfig(
@@ -136,11 +144,11 @@ def run_search(spec: Spec, *, out_dir: Path, address: str | None = None, console
             reuse_actors=spec.search.scheduler.name == "none",
             search_alg=search_alg, num_samples=total if search_alg else 1, scheduler=pruning.scheduler(spec.search.scheduler),
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
-        run_config=tune.RunConfig(name=search_id, storage_path=str(storage), verbose=0,
+        run_config=tune.RunConfig(name=ctx.search_id, storage_path=str(storage), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
-                                  callbacks=[Progress(total, console), pruning.PrunedRuns(spec.tracking.uri, exp_id, parent)]),
+                                  callbacks=[Progress(total, console),
+                                             pruning.PrunedRuns(spec.tracking.uri, ctx.experiment_id, ctx.parent_run_id)]),
     )
-    return _finish(spec, tuner, ctx, out_dir, start)
 
 
 def resume_search(out_dir: Path, *, address: str | None = None, console=None) -> SearchOutcome:
