@@ -240,5 +240,7 @@ def _init_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+        # "local": without --address, start our own instance; ray.init(None) would join any cluster
+        # it finds running on this machine.
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING, configure_logging=True)

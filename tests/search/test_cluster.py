@@ -129,7 +129,8 @@ class Cluster:
     def stop(self) -> None:
         stop_group(self.worker)
         stop_group(self.head)
-        shutil.rmtree(self.temp, ignore_errors=True)
+        if not os.environ.get("PEFTSEARCH_KEEP_RAY_LOGS"):
+            shutil.rmtree(self.temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
