@@ -41,6 +41,8 @@ def wait_for(check, what: str, timeout: float = 120):
         try:
             if value := check():
                 return value
+        except AssertionError:
+            raise
         except Exception:  # noqa: BLE001 - not up yet
             pass
         time.sleep(0.5)
@@ -120,7 +122,18 @@ class Cluster:
         # --block keeps `ray start` in the foreground, so its process group is ours to end.
         return subprocess.Popen([str(BIN / "ray"), "start", "--block", "--num-cpus=1", "--num-gpus=0",
                                  "--object-store-memory=150000000", "--disable-usage-stats", *args],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                # as from an activated virtualenv: job entrypoints run `python`
+                                env=os.environ | {"PATH": f"{BIN}:{os.environ.get('PATH', '')}"})
+
+    def job_state(self, job: str) -> str:
+        state = requests.get(f"{self.dashboard}/api/jobs/{job}", timeout=5).json()["status"]
+        if state in ("FAILED", "STOPPED"):
+            raise AssertionError(f"job {job} ended {state}: {self.job_logs(job)[-3000:]}")
+        return state
+
+    def job_logs(self, job: str) -> str:
+        return requests.get(f"{self.dashboard}/api/jobs/{job}/logs", timeout=5).json()["logs"]
 
     def alive_nodes(self) -> list:
         nodes = requests.get(f"{self.dashboard}/nodes?view=summary", timeout=5).json()["data"]["summary"]
@@ -204,7 +217,8 @@ def test_submit_with_a_worker_node_killed_mid_search(cluster, mlflow_server, pos
     proc = cli("submit", str(spec), "--address", cluster.dashboard, "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr[-4000:]
     job = proc.stdout.strip().splitlines()[-1]
-    wait_for(lambda: (trial_runs(postgres, "submitted").status == "RUNNING").sum() >= 2, "two running trials", 400)
+    wait_for(lambda: cluster.job_state(job) and (trial_runs(postgres, "submitted").status == "RUNNING").sum() >= 2,
+             "two running trials", 400)
     stop_group(cluster.worker)  # one of the two running trials was on the worker node
     state = wait_for(lambda: (s := cli("status", job, "--address", cluster.dashboard).stdout.strip())
                      in ("SUCCEEDED", "FAILED", "STOPPED") and s, "the job's end", 500)
