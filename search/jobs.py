@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shlex
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -14,6 +15,7 @@ import yaml
 from search.spec import Spec
 
 # Set on this machine, these matter to the job too (offline hub, no telemetry).
+AGENT_RETRIES = 30
 PASSED_ENV = ("HF_HUB_OFFLINE", "MLFLOW_DISABLE_TELEMETRY", "RAY_USAGE_STATS_ENABLED", "TOKENIZERS_PARALLELISM")
 
 
@@ -41,8 +43,15 @@ def submit(spec: Spec, *, address: str, out: str | None = None) -> str:
         Path(tmp, "spec.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
         cmd = ["python", "-m", "search.cli", "run", "spec.yaml"] + (["--out", out] if out else [])
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
-        return client.submit_job(entrypoint=shlex.join(cmd), runtime_env={"working_dir": tmp, "env_vars": env},
-                                 metadata={"peftsearch.spec": spec.name})
+        for attempt in range(AGENT_RETRIES):
+            try:
+                return client.submit_job(entrypoint=shlex.join(cmd), runtime_env={"working_dir": tmp, "env_vars": env},
+                                         metadata={"peftsearch.spec": spec.name})
+            except RuntimeError as e:
+                # A freshly started head answers 500 "No available agent" until its job agent is up.
+                if "No available agent" not in str(e) or attempt == AGENT_RETRIES - 1:
+                    raise ValueError(f"address: the Ray Jobs API at {address} refused the job: {str(e).splitlines()[0]}") from e
+                time.sleep(2)
 
 
 def status(job_id: str, *, address: str) -> str:
