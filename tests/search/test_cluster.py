@@ -111,7 +111,9 @@ class Cluster:
                                 "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dash}", f"--temp-dir={self.temp}")
         self.dashboard = f"http://127.0.0.1:{self.dash}"
         wait_for(lambda: requests.get(f"{self.dashboard}/api/version", timeout=2).ok, "ray dashboard", 180)
-        self.worker = self._start(f"--address=127.0.0.1:{self.gcs}")
+        # Its own temp dir: a node that stops cleans its runtime resources (the job's working_dir!)
+        self.worker_temp = tempfile.mkdtemp(prefix="w", dir="/tmp")
+        self.worker = self._start(f"--address=127.0.0.1:{self.gcs}", f"--temp-dir={self.worker_temp}")
         wait_for(lambda: len(self.alive_nodes()) == 2, "the worker node joining", 120)
 
     @property
@@ -144,6 +146,7 @@ class Cluster:
         stop_group(self.head)
         if not os.environ.get("PEFTSEARCH_KEEP_RAY_LOGS"):
             shutil.rmtree(self.temp, ignore_errors=True)
+            shutil.rmtree(self.worker_temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
