@@ -94,7 +94,7 @@ _JOBS_ADDRESS = click.option("--address", envvar="RAY_API_SERVER_ADDRESS", requi
 @main.command()
 @_spec_options
 @_JOBS_ADDRESS
-@click.option("--out", help="Output directory on the head node [default: the job's working directory].")
+@click.option("--out", help="Output directory on the head node [default: ~/peftsearch-out/NAME there].")
 def submit(spec: str, data_dir: str | None, tracking_uri: str | None, address: str, out: str | None) -> None:
     """Submit the search SPEC to a Ray cluster as a job; prints the job id."""
     from search import jobs

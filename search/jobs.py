@@ -1,6 +1,7 @@
 """Cluster submission: a search runs as a Ray job through the Jobs API (the head's dashboard
 address, http://HEAD:8265). The validated spec travels in the job's working_dir; the job's driver
-runs `peftsearch run` on the head, which joins the cluster (Ray sets RAY_ADDRESS for job drivers).
+runs `peftsearch run` on the head, in the output directory (default ~/peftsearch-out/NAME on the
+head; `peftsearch resume` takes it), and joins the cluster (Ray sets RAY_ADDRESS for job drivers).
 """
 from __future__ import annotations
 
@@ -41,11 +42,14 @@ def submit(spec: Spec, *, address: str, out: str | None = None) -> str:
     client = _client(address)
     with tempfile.TemporaryDirectory(prefix="peftsearch-job-") as tmp:
         Path(tmp, "spec.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
-        cmd = ["python", "-m", "search.cli", "run", "spec.yaml"] + (["--out", out] if out else [])
+        # The driver leaves the working_dir at once: Ray may delete it while the job still runs
+        # (seen here when a worker node died), and the output directory must outlive the job.
+        target = shlex.quote(out) if out else f"$HOME/peftsearch-out/{spec.name}"  # the name is [A-Za-z0-9_.-]
+        cmd = f"mkdir -p {target} && cp spec.yaml {target}/spec.yaml && cd {target} && python -m search.cli run spec.yaml --out ."
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
         for attempt in range(AGENT_RETRIES):
             try:
-                return client.submit_job(entrypoint=shlex.join(cmd), runtime_env={"working_dir": tmp, "env_vars": env},
+                return client.submit_job(entrypoint=cmd, runtime_env={"working_dir": tmp, "env_vars": env},
                                          metadata={"peftsearch.spec": spec.name})
             except RuntimeError as e:
                 # A freshly started head answers 500 "No available agent" until its job agent is up.
