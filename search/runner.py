@@ -196,6 +196,9 @@ def _finish(spec: Spec, tuner, ctx: SearchContext, out_dir: Path, start: float) 
     # saved state, before a crash) would be duplicates. Tune offers no public list of trial ids.
     keys = {t.trial_id for t in results._experiment_analysis.trials}
     runs.delete_runs_not_in(client, ctx.experiment_id, ctx.parent_run_id, keys)
+    for t in results._experiment_analysis.trials:
+        if t.status == "TERMINATED":  # ended by Tune, not by an error, with its run still open: pruned
+            runs.mark_pruned(client, ctx.experiment_id, ctx.parent_run_id, t.trial_id)
     runs.fail_orphaned_children(client, ctx.experiment_id, ctx.parent_run_id)
     outputs = _analyse(spec, out_dir, client, ctx.parent_run_id)
     runs.finish_parent_run(client, ctx.parent_run_id, failed_trials=results.num_errors, total_trials=len(keys))
