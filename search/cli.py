@@ -54,12 +54,12 @@ def run(spec: str, data_dir: str | None, tracking_uri: str | None, address: str 
     from rich.console import Console
 
     from search.runner import run_search
-    from search.space import expand
+    from search.space import trial_count
 
     s = _load(spec, data_dir, tracking_uri)  # everything is validated before Ray or MLflow start
     out = (out or Path("peftsearch-out") / s.name).resolve()
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    console.print(f"[bold]{s.name}[/]: {len(expand(s))} trials on {s.backbone} → {s.tracking.uri}")
+    console.print(f"[bold]{s.name}[/]: {trial_count(s)} trials on {s.backbone} → {s.tracking.uri}")
     result = run_search(s, out_dir=out, address=address, console=console)
     console.print(f"[bold]done[/] in {result.seconds:.0f}s: {result.trials - result.errors} finished, "
                   f"{result.errors} failed; search {result.search_id}")
@@ -68,6 +68,70 @@ def run(spec: str, data_dir: str | None, tracking_uri: str | None, address: str 
     console.print(f"MLflow UI: mlflow ui --backend-store-uri {s.tracking.uri}")
     if result.errors == result.trials:
         sys.exit(1)
+
+
+@main.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--address", envvar="RAY_ADDRESS", help="Join this Ray cluster instead of starting a local one.")
+def resume(out: Path, address: str | None) -> None:
+    """Finish the search whose output directory is OUT, after its driver died."""
+    from rich.console import Console
+
+    from search.runner import resume_search
+
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    result = resume_search(out.resolve(), address=address, console=console)
+    console.print(f"[bold]done[/] in {result.seconds:.0f}s: {result.trials - result.errors} finished, "
+                  f"{result.errors} failed; search {result.search_id}")
+    if result.errors == result.trials:
+        sys.exit(1)
+
+
+_JOBS_ADDRESS = click.option("--address", envvar="RAY_API_SERVER_ADDRESS", required=True,
+                             help="The Ray head's dashboard, e.g. http://HEAD:8265.")
+
+
+@main.command()
+@_spec_options
+@_JOBS_ADDRESS
+@click.option("--out", help="Output directory on the head node [default: ~/peftsearch-out/NAME there].")
+def submit(spec: str, data_dir: str | None, tracking_uri: str | None, address: str, out: str | None) -> None:
+    """Submit the search SPEC to a Ray cluster as a job; prints the job id."""
+    from search import jobs
+
+    s = _load(spec, data_dir, tracking_uri)
+    jobs.check_cluster_tracking(s)  # before contacting the cluster
+    click.echo(jobs.submit(s, address=address, out=out))
+
+
+@main.command()
+@click.argument("job")
+@_JOBS_ADDRESS
+def status(job: str, address: str) -> None:
+    """The state of a submitted search job: PENDING, RUNNING, SUCCEEDED, FAILED or STOPPED."""
+    from search import jobs
+
+    click.echo(jobs.status(job, address=address))
+
+
+@main.command()
+@click.argument("job")
+@_JOBS_ADDRESS
+def logs(job: str, address: str) -> None:
+    """The driver log of a submitted search job."""
+    from search import jobs
+
+    click.echo(jobs.logs(job, address=address), nl=False)
+
+
+@main.command()
+@click.argument("job")
+@_JOBS_ADDRESS
+def stop(job: str, address: str) -> None:
+    """Stop a submitted search job."""
+    from search import jobs
+
+    click.echo("stopping" if jobs.stop(job, address=address) else "already finished")
 
 
 @main.command()
@@ -195,11 +259,6 @@ def methods(backbone: str) -> None:
         click.echo(line)
 
 
-@main.group()
-def bench() -> None:
-    """Benchmarks that print tables."""
-
-
 @bench.command("methods")
 @click.option("--backbone", default="sentence-transformers/all-MiniLM-L6-v2", show_default=True)
 @click.option("--batch", default=8, show_default=True)
@@ -259,6 +318,18 @@ def bench_convergence_cmd(task, backbone, data_dir, train_examples, eval_example
                            train_examples=train_examples, eval_examples=eval_examples, epochs=epochs,
                            eval_every=eval_every):
         click.echo(format_convergence_row(row))
+
+
+@bench.command("search")
+@click.option("-n", "--trials", default=8, show_default=True, help="How many short trials.")
+@click.option("--examples", default=32, show_default=True, help="Train and dev examples per trial.")
+@click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
+@click.option("--backbone", help="A local model directory [default: a tiny config-built BERT].")
+def bench_search(trials: int, examples: int, data_dir: str, backbone: str | None) -> None:
+    """Ray Tune's overhead per trial against the same trainings run one after another."""
+    from search.bench_search import run_bench, table
+
+    click.echo(table(run_bench(n=trials, data_dir=str(Path(data_dir).resolve()), backbone=backbone, examples=examples)))
 
 
 if __name__ == "__main__":

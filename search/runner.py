@@ -1,6 +1,8 @@
 """Run a validated spec as one Ray Tune search, with every trial recorded in MLflow."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import secrets
@@ -11,13 +13,16 @@ from pathlib import Path
 import yaml
 
 from search.space import Trial, expand, param_space
-from search.spec import Spec
+from search import pruning
+from search.progress import Progress
+from search.spec import Spec, parse_spec
 from trainers.config import TrialConfig
 from tracking import runs
 from tracking.report import write_evp, write_summary
 from tracking.store import NoRunsError
 
 log = logging.getLogger(__name__)
+STATE_FILE = "search.json"  # what `peftsearch resume OUT` needs: the spec and the MLflow ids
 
 
 @dataclass(frozen=True)
@@ -61,36 +66,60 @@ class TrialReporter:
 
 
 def run_trial(config: dict, ctx: SearchContext) -> None:
-    """The Ray Tune function trainable: one trial = one MLflow child run."""
+    """The Ray Tune function trainable: one trial = one MLflow child run.
+
+    The run is tagged with the Tune trial id (``peftsearch.trial_key``); a retried or resumed trial
+    deletes its earlier, unfinished attempt first, so every trial ends with exactly one run."""
     import torch
+    from ray import tune
 
     from trainers.loop import train
+    from trainers.tasks import TASKS
 
     torch.set_num_threads(ctx.threads)
     cfg = TrialConfig.from_dict(config["trial"]["config"])
     trial = Trial(cfg, config["trial"]["config_id"])
-    from trainers.tasks import TASKS
-
+    key = tune.get_context().get_trial_id()
+    earlier = runs.replace_earlier_attempts(runs.client(ctx.tracking_uri), ctx.experiment_id, ctx.parent_run_id, key)
     tags = {"method": cfg.method, "task": cfg.task, "backbone": cfg.backbone, "seed": cfg.seed,
             "config_id": trial.config_id, "search_id": ctx.search_id, "metric": TASKS[cfg.task].metric_label,
-            "protocol": cfg.data.protocol, "cpus": ctx.cpus, "gpus": ctx.gpus}
-    with runs.TrialRun(ctx.tracking_uri, experiment_id=ctx.experiment_id, parent_run_id=ctx.parent_run_id,
-                       run_name=trial.name, tags=tags, params=trial.hyperparameters()) as run:
-        result = train(cfg, reporter=TrialReporter(run))
-        # best_dev_score: the selection score; reported_score: the reported set's score at the
-        # best selection evaluation (trainers/splits.py says which sets those are).
-        run.log_metrics({"best_dev_score": result.best_dev_score, "train_seconds": result.train_seconds,
-                         "trainable_params": result.trainable_params} | result.reported_metrics, step=result.steps)
-        run.set_tags({"peftsearch.stopped_early": result.stopped_early, "peftsearch.best_step": result.best_step})
+            "protocol": cfg.data.protocol, "cpus": ctx.cpus, "gpus": ctx.gpus,
+            "trial_key": key, "attempt": len(earlier) + 1}
+    try:
+        with runs.TrialRun(ctx.tracking_uri, experiment_id=ctx.experiment_id, parent_run_id=ctx.parent_run_id,
+                           run_name=trial.name, tags=tags, params=trial.hyperparameters()) as run:
+            if earlier:
+                run.set_tags({"peftsearch.earlier_errors": " | ".join(earlier)[:4000]})
+            result = train(cfg, reporter=TrialReporter(run))
+            # best_dev_score: the selection score; reported_score: the reported set's score at the
+            # best selection evaluation (trainers/splits.py says which sets those are).
+            run.log_metrics({"best_dev_score": result.best_dev_score, "train_seconds": result.train_seconds,
+                             "trainable_params": result.trainable_params} | result.reported_metrics,
+                            step=result.steps)
+            run.set_tags({"peftsearch.stopped_early": result.stopped_early, "peftsearch.best_step": result.best_step})
+    finally:
+        _free_accelerator_memory(torch)
+
+
+def _free_accelerator_memory(torch) -> None:
+    """reuse_actors keeps the worker process alive between trials (Ray issues 23971, 32698), so a
+    trial's CUDA tensors must be released when it ends. Untested here: these machines have no GPU."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def run_search(spec: Spec, *, out_dir: Path, address: str | None = None, console=None) -> SearchOutcome:
-    from ray import tune
-
-    from search.progress import Progress
-
-    trials = expand(spec)
     start = time.monotonic()
+    ctx, storage = open_search(spec, out_dir)
+    _init_ray(address)
+    return _finish(spec, build_tuner(spec, ctx, out_dir=out_dir, storage=storage, console=console), ctx, out_dir, start)
+
+
+def open_search(spec: Spec, out_dir: Path) -> tuple[SearchContext, Path]:
+    """The experiment and parent run in MLflow, and OUT/search.json, which `resume` reads."""
     search_id = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     client = runs.client(spec.tracking.uri)
     exp_id = runs.ensure_experiment(client, spec.name, _artifact_location(spec.tracking.uri, spec.name))
@@ -98,26 +127,89 @@ def run_search(spec: Spec, *, out_dir: Path, address: str | None = None, console
         "peftsearch.algorithm": spec.search.algorithm, "peftsearch.backbone": spec.backbone,
         "peftsearch.tasks": ",".join(spec.tasks), "peftsearch.methods": ",".join(spec.methods)})
     client.log_text(parent, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), "spec.yaml")
-
-    _init_ray(address)
     ctx = SearchContext(spec.tracking.uri, exp_id, parent, search_id, threads=max(1, int(spec.resources.cpu)),
                         cpus=spec.resources.cpu, gpus=spec.resources.gpu)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
-                                    {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-    tuner = tune.Tuner(
-        trainable,
-        param_space=param_space(trials),
+    storage = (out_dir / "ray").resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / STATE_FILE).write_text(json.dumps({"spec": spec.model_dump(mode="json"), "ctx": dataclasses.asdict(ctx),
+                                                  "storage": str(storage)}, indent=1))
+    return ctx, storage
+
+
+def build_tuner(spec: Spec, ctx: SearchContext, *, out_dir: Path, storage: Path, console=None):
+    from ray import tune
+
+    space, search_alg, total = _space(spec, out_dir)
+    return tune.Tuner(
+        _trainable(spec, ctx),
+        param_space=space,
         tune_config=tune.TuneConfig(
-            metric="dev_score", mode="max", max_concurrent_trials=spec.search.max_concurrent, reuse_actors=True,
-            trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-        run_config=tune.RunConfig(name=search_id, storage_path=str((out_dir / "ray").resolve()), verbose=0,
-                                  callbacks=[Progress(len(trials), console)]),
+            metric="dev_score", mode="max", max_concurrent_trials=spec.search.max_concurrent,
+            # A pruned trial's thread runs on until its next report, so its actor cannot be reused
+            # in time; Ray then errors the next trial. Pruning searches start fresh actors.
+            reuse_actors=spec.search.scheduler.name == "none",
+            search_alg=search_alg, num_samples=total if search_alg else 1, scheduler=pruning.scheduler(spec.search.scheduler),
+            trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname),
+        run_config=tune.RunConfig(name=ctx.search_id, storage_path=str(storage), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
+                                  callbacks=[Progress(total, console),
+                                             pruning.PrunedRuns(spec.tracking.uri, ctx.experiment_id, ctx.parent_run_id)]),
     )
+
+
+def resume_search(out_dir: Path, *, address: str | None = None, console=None) -> SearchOutcome:
+    """Finish a search whose driver died, from the Tune state under OUT/ray and OUT/search.json."""
+    from ray import tune
+
+    state_file = out_dir / STATE_FILE
+    if not state_file.is_file():
+        raise ValueError(f"out: no {STATE_FILE} here; is this a search's output directory? (got {str(out_dir)!r})")
+    state = json.loads(state_file.read_text())
+    spec, ctx = parse_spec(state["spec"], source=str(state_file)), SearchContext(**state["ctx"])
+    path = str(Path(state["storage"]) / ctx.search_id)
+    _init_ray(address)
+    if not tune.Tuner.can_restore(path):
+        raise ValueError(f"out: the search has no Ray Tune state to restore at {path}")
+    start = time.monotonic()
+    # Trials that were running when the driver died restart (their partial runs are replaced);
+    # trials that had failed stay failed, as they would have without the crash.
+    tuner = tune.Tuner.restore(path, trainable=_trainable(spec, ctx), resume_unfinished=True, resume_errored=False)
+    return _finish(spec, tuner, ctx, out_dir, start)
+
+
+def _space(spec: Spec, out_dir: Path):
+    """(param_space, search_alg, trial count): a grid is a param space; random/optuna a searcher."""
+    if spec.search.algorithm == "grid":
+        trials = expand(spec)
+        return param_space(trials), None, len(trials)
+    from search.sampling import SeedSearcher
+
+    searcher = SeedSearcher(spec, studies_dir=out_dir.resolve())
+    return {}, searcher, searcher.total_trials
+
+
+def _trainable(spec: Spec, ctx: SearchContext):
+    from ray import tune
+
+    return tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
+                               {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+
+
+def _finish(spec: Spec, tuner, ctx: SearchContext, out_dir: Path, start: float) -> SearchOutcome:
     results = tuner.fit()
-    runs.fail_orphaned_children(client, exp_id, parent)
-    outputs = _analyse(spec, out_dir, client, parent)
-    runs.finish_parent_run(client, parent, failed_trials=results.num_errors, total_trials=len(trials))
-    return SearchOutcome(search_id, exp_id, parent, len(trials), results.num_errors, time.monotonic() - start, outputs)
+    client = runs.client(spec.tracking.uri)
+    # The trials Tune knows are the search; runs of any other trial (one started after Tune's last
+    # saved state, before a crash) would be duplicates. Tune offers no public list of trial ids.
+    keys = {t.trial_id for t in results._experiment_analysis.trials}
+    runs.delete_runs_not_in(client, ctx.experiment_id, ctx.parent_run_id, keys)
+    for t in results._experiment_analysis.trials:
+        if t.status == "TERMINATED":  # ended by Tune, not by an error, with its run still open: pruned
+            runs.mark_pruned(client, ctx.experiment_id, ctx.parent_run_id, t.trial_id)
+    runs.fail_orphaned_children(client, ctx.experiment_id, ctx.parent_run_id)
+    outputs = _analyse(spec, out_dir, client, ctx.parent_run_id)
+    runs.finish_parent_run(client, ctx.parent_run_id, failed_trials=results.num_errors, total_trials=len(keys))
+    return SearchOutcome(ctx.search_id, ctx.experiment_id, ctx.parent_run_id, len(keys), results.num_errors,
+                         time.monotonic() - start, outputs)
 
 
 def _analyse(spec: Spec, out_dir: Path, client, parent: str) -> list[Path]:
@@ -137,6 +229,10 @@ def _trial_name(trial) -> str:
     return f"{c['task']}-{c['method']}-{t['config_id']}-s{c['seed']}"
 
 
+def _trial_dirname(trial) -> str:
+    return f"{_trial_name(trial)}-{trial.trial_id}"  # sampled assignments may repeat
+
+
 def _artifact_location(uri: str, name: str) -> str | None:
     """Artifacts of a SQLite store sit beside the database file, in mlartifacts/NAME."""
     if uri.startswith("sqlite:///"):
@@ -150,5 +246,7 @@ def _init_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+        # "local": without --address, start our own instance; ray.init(None) would join any cluster
+        # it finds running on this machine.
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING, configure_logging=True)

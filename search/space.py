@@ -47,6 +47,12 @@ def expand(spec: Spec) -> list[Trial]:
     return trials
 
 
+def trial_count(spec: Spec) -> int:
+    if spec.search.algorithm == "grid":
+        return len(expand(spec))
+    return spec.search.num_samples * len(spec.tasks) * len(spec.methods) * len(spec.seeds)
+
+
 def param_space(trials: list[Trial]) -> dict[str, Any]:
     from ray import tune
 

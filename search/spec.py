@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
@@ -32,9 +32,53 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class SchedulerConfig(_Strict):
+    """A Ray Tune trial scheduler that prunes weak trials, on top of patience early stopping.
+    Time is counted in evaluations (Tune's training_iteration)."""
+
+    name: Literal["none", "asha", "median"] = "none"
+    grace_period: int = Field(default=1, ge=1)  # evaluations before a trial can be pruned
+    reduction_factor: float = Field(default=3.0, gt=1)  # asha only
+    min_samples_required: int = Field(default=3, ge=1)  # median only
+
+
 class SearchConfig(_Strict):
-    algorithm: Literal["grid"] = "grid"
+    algorithm: Literal["grid", "random", "optuna"] = "grid"
+    # random/optuna: assignments sampled per method x task; each runs once per seed
+    num_samples: Optional[int] = Field(default=None, ge=1)
     max_concurrent: Optional[int] = Field(default=None, ge=1)
+    max_failures: int = Field(default=0, ge=0)  # retries of a failing trial
+    sampler_seed: int = 0
+    scheduler: SchedulerConfig = SchedulerConfig()
+
+    @model_validator(mode="after")
+    def _samples(self) -> "SearchConfig":
+        if self.algorithm != "grid" and self.num_samples is None:
+            raise ValueError(f"num_samples: is required for algorithm {self.algorithm!r} (got nothing)")
+        if self.algorithm == "grid" and self.num_samples is not None:
+            raise ValueError(f"num_samples: only random and optuna sample; grid runs every point (got {self.num_samples})")
+        return self
+
+
+class Range(_Strict):
+    """A hyperparameter range for random and optuna search: uniform, or log-uniform with log: true.
+    Integer endpoints sample integers."""
+
+    low: Union[int, float]
+    high: Union[int, float]
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _order(self) -> "Range":
+        if not self.low < self.high:
+            raise ValueError(f"low must be < high (got low={self.low}, high={self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (got low={self.low})")
+        return self
+
+    @property
+    def is_int(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int)
 
 
 class Resources(_Strict):
@@ -56,8 +100,9 @@ class Spec(_Strict):
     backbone: str
     data: DataConfig = DataConfig()
     tasks: list[str] = Field(min_length=1)
-    # method -> hyperparameter -> the grid's values (validated and expanded into assignments)
-    methods: dict[str, dict[str, list[Any]]] = Field(min_length=1)
+    # method -> hyperparameter -> a list of values (grid points, or choices) or, for random and
+    # optuna, a range {low, high, log}
+    methods: dict[str, dict[str, Union[list[Any], Range]]] = Field(min_length=1)
     seeds: list[int] = Field(default=[0], min_length=1)
     training: TrainingConfig = TrainingConfig()
     search: SearchConfig = SearchConfig()
@@ -103,14 +148,18 @@ class Spec(_Strict):
                 grid = dict(METHODS[method].search_space)
             if not isinstance(grid, dict):
                 raise ValueError(f"{method}: must map hyperparameter names to lists of values (got {grid!r})")
-            out[method] = {k: vals if isinstance(vals, list) else [vals] for k, vals in grid.items()}
+            out[method] = {k: _range(f"{method}.{k}", vals) if isinstance(vals, dict)
+                           else vals if isinstance(vals, list) else [vals] for k, vals in grid.items()}
         return out
 
     @model_validator(mode="after")
     def _check(self) -> "Spec":
         for method in self.methods:
             try:
-                self.assignments(method)  # every grid point must build valid configs
+                if self.search.algorithm == "grid":
+                    self.assignments(method)  # every grid point must build valid configs
+                else:
+                    check_sampled_space(self, method)
             except ValueError as e:
                 raise ValueError(f"methods.{e}") from e
         _check_applicability(self)
@@ -120,23 +169,55 @@ class Spec(_Strict):
 
     def assignments(self, method: str) -> list[tuple[OptimConfig, dict[str, Any]]]:
         """The grid of one method, expanded and validated: (optimizer config, method params)."""
+        grid = self.check_keys(method)
+        for key, values in grid.items():
+            if isinstance(values, Range):
+                raise ValueError(f"{method}.{key}: a range needs search.algorithm random or optuna; "
+                                 f"grid takes a list (got {values.model_dump()})")
+        keys = sorted(grid)
+        return [self.build_point(method, dict(zip(keys, combo))) for combo in itertools.product(*(grid[k] for k in keys))]
+
+    def check_keys(self, method: str) -> dict[str, Any]:
         grid, cls = self.methods[method], METHODS[method].Config
         valid = _OPTIM_KEYS + tuple(getattr(cls, "__dataclass_fields__", {}))
         for key, values in grid.items():
             if key not in valid:
                 raise ValueError(f"{method}: {unknown_name_message('hyperparameter', key, list(valid))}")
-            if not values:
+            if isinstance(values, list) and not values:
                 raise ValueError(f"{method}.{key}: the grid is empty (got [])")
         if "lr" not in grid:
             raise ValueError(f"{method}.lr: is required, as a value or a list (got nothing)")
-        keys = sorted(grid)
-        out = []
-        for combo in itertools.product(*(grid[k] for k in keys)):
-            point = dict(zip(keys, combo))
-            optim = _build(OptimConfig, {k: point[k] for k in keys if k in _OPTIM_KEYS}, method, point)
-            params = _build(cls, {k: point[k] for k in keys if k not in _OPTIM_KEYS}, method, point)
-            out.append((optim, {k: getattr(params, k) for k in getattr(cls, "__dataclass_fields__", {})}))
-        return out
+        return grid
+
+    def build_point(self, method: str, point: dict[str, Any]) -> tuple[OptimConfig, dict[str, Any]]:
+        """One assignment (hyperparameter -> value) → (optimizer config, method params), validated."""
+        cls = METHODS[method].Config
+        optim = _build(OptimConfig, {k: v for k, v in point.items() if k in _OPTIM_KEYS}, method, point)
+        params = _build(cls, {k: v for k, v in point.items() if k not in _OPTIM_KEYS}, method, point)
+        return optim, {k: getattr(params, k) for k in getattr(cls, "__dataclass_fields__", {})}
+
+
+def _range(field: str, raw: dict) -> Range:
+    try:
+        return Range.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = unknown_name_message("key", where, ["low", "high", "log"])
+        elif err["type"] != "value_error":
+            msg = f"{where}: {msg} (got {err.get('input')!r})"
+        raise ValueError(f"{field}: a range is {{low, high, log}}; {msg}") from None
+
+
+def check_sampled_space(spec: "Spec", method: str) -> None:
+    """Every choice and both ends of every range must build valid configs (others at their first)."""
+    grid = spec.check_keys(method)
+    first = {k: (v.low if isinstance(v, Range) else v[0]) for k, v in grid.items()}
+    for key, values in grid.items():
+        for value in ([values.low, values.high] if isinstance(values, Range) else values):
+            spec.build_point(method, first | {key: value})
 
 
 def _build(cls: type, values: dict[str, Any], method: str, point: dict[str, Any]):

@@ -15,6 +15,8 @@ from mlflow.tracking import MlflowClient
 
 PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "peftsearch.error"
+KEY_TAG = "peftsearch.trial_key"  # the Tune trial id: stable across retries and `peftsearch resume`
+PRUNED_TAG = "peftsearch.pruned"
 TAGS = ("method", "task", "backbone", "seed", "config_id", "search_id", "metric")
 
 
@@ -55,6 +57,35 @@ def fail_orphaned_children(c: MlflowClient, experiment_id: str, parent_run_id: s
     return len(runs)
 
 
+def _by_key(c: MlflowClient, experiment_id: str, parent_run_id: str, key: str, extra: str = "") -> list:
+    return c.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{KEY_TAG}` = '{key}'{extra}")
+
+
+def replace_earlier_attempts(c: MlflowClient, experiment_id: str, parent_run_id: str, key: str) -> list[str]:
+    """A retried or resumed trial replaces its earlier runs (deleted, in MLflow's sense), so each
+    trial has exactly one run. Returns the earlier attempts' errors, to keep on the new run."""
+    errors = []
+    for r in _by_key(c, experiment_id, parent_run_id, key):
+        errors.append(r.data.tags.get(ERROR_TAG) or f"attempt ended {r.info.status}")
+        c.delete_run(r.info.run_id)
+    return errors
+
+
+def delete_runs_not_in(c: MlflowClient, experiment_id: str, parent_run_id: str, keys: set[str]) -> int:
+    """Runs of trials Tune no longer knows (started after its last saved state, before a crash)."""
+    gone = [r for r in c.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=50000)
+            if r.data.tags.get(KEY_TAG) not in keys]
+    for r in gone:
+        c.delete_run(r.info.run_id)
+    return len(gone)
+
+
+def mark_pruned(c: MlflowClient, experiment_id: str, parent_run_id: str, key: str) -> None:
+    for r in _by_key(c, experiment_id, parent_run_id, key, " and attributes.status = 'RUNNING'"):
+        c.set_tag(r.info.run_id, PRUNED_TAG, "true")
+        c.set_terminated(r.info.run_id, "KILLED")
+
+
 class TrialRun:
     """A child run for one trial. As a context manager it ends FINISHED, or FAILED with the
     error in the ``peftsearch.error`` tag, and lets the exception propagate."""
@@ -78,7 +109,10 @@ class TrialRun:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is None:
+        if exc_type is SystemExit:  # Ray Tune ends a trial's thread this way when its scheduler prunes it
+            self.set_tags({PRUNED_TAG: "true"})
+            self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.KILLED))
+        elif exc is None:
             self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
         else:
             text = "".join(traceback.format_exception_only(exc_type, exc)).strip()
