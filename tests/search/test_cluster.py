@@ -158,11 +158,12 @@ def cluster():
         c.stop()
 
 
-def write_spec(tmp: Path, *, name: str, data_dir: Path, backbone: str, uri: str, lrs: list[float]) -> Path:
+def write_spec(tmp: Path, *, name: str, data_dir: Path, backbone: str, uri: str, lrs: list[float],
+               epochs: int = 1) -> Path:
     spec = {
         "name": name, "backbone": backbone, "data": {"source": "local", "dir": str(data_dir)}, "tasks": ["rte"],
         "methods": {"finetune": {"lr": lrs}}, "seeds": [0, 1],
-        "training": {"max_epochs": 1, "patience": 5, "batch_size": 4, "max_length": 48,
+        "training": {"max_epochs": epochs, "patience": epochs + 1, "batch_size": 4, "max_length": 48,
                      "max_train_examples": 32, "max_eval_examples": 16, "eval_every": 2},
         "search": {"algorithm": "grid", "max_concurrent": 2, "max_failures": 2},
         "resources": {"cpu": 1}, "tracking": {"uri": uri},
@@ -215,8 +216,9 @@ def test_kill_9_of_the_driver_then_resume_gives_one_finished_run_per_trial(
 
 
 def test_submit_with_a_worker_node_killed_mid_search(cluster, mlflow_server, postgres, tmp_path, data_dir, tiny_bert):
+    # Trials long enough (a few seconds even on an idle machine) that two are seen running at once.
     spec = write_spec(tmp_path, name="submitted", data_dir=data_dir, backbone=tiny_bert, uri=mlflow_server,
-                      lrs=[1e-4, 1e-3])
+                      lrs=[1e-4, 1e-3], epochs=40)
     proc = cli("submit", str(spec), "--address", cluster.dashboard, "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr[-4000:]
     job = proc.stdout.strip().splitlines()[-1]
