@@ -245,6 +245,9 @@ def _init_ray(address: str | None) -> None:
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Metrics live in MLflow, so Tune's per-trial result files are off (less overhead per trial);
+    # its result grid then warns, once per trial, that it found no result.json. Expected: hide it.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     if not ray.is_initialized():
         # "local": without --address, start our own instance; ray.init(None) would join any cluster
         # it finds running on this machine.

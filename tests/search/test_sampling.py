@@ -49,10 +49,13 @@ def trial_runs(db: Path) -> pd.DataFrame:
     return wide[wide["mlflow.parentRunId"].notna()]
 
 
-def test_optuna_with_seeds_reports_seed_medians_and_prunes(tmp_path, data_dir, tiny_bert):
+@pytest.mark.parametrize("algorithm, scheduler", [
+    ("optuna", {"name": "median", "grace_period": 1, "min_samples_required": 1}),
+    ("random", {"name": "asha", "grace_period": 1, "reduction_factor": 2}),
+])
+def test_sampled_search_with_seeds_reports_seed_medians_and_prunes(tmp_path, data_dir, tiny_bert, algorithm, scheduler):
     spec = write_spec(tmp_path, data_dir, tiny_bert, search={
-        "algorithm": "optuna", "num_samples": 3, "max_concurrent": 2,
-        "scheduler": {"name": "median", "grace_period": 1, "min_samples_required": 1}})
+        "algorithm": algorithm, "num_samples": 3, "max_concurrent": 2, "scheduler": scheduler})
     proc = run_cli("run", str(spec), "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     runs = trial_runs(tmp_path / "mlflow.db")
