@@ -12,17 +12,6 @@ from trainers.loop import train
 from trainers.methods import METHODS
 
 
-class Recorder:
-    def __init__(self):
-        self.info, self.evals = None, []
-
-    def on_start(self, info):
-        self.info = info
-
-    def on_eval(self, *, step, metrics):
-        self.evals.append((step, metrics))
-
-
 def trial(backbone, data_dir, method="finetune", task="rte", lr=1e-3, seed=0, **training):
     params = {"prompt_length": 4} if method == "prompt_tuning" else {}
     t = dict(max_epochs=4, patience=10, batch_size=8, max_length=64, max_train_examples=32, max_eval_examples=32) | training
@@ -32,8 +21,8 @@ def trial(backbone, data_dir, method="finetune", task="rte", lr=1e-3, seed=0, **
 
 
 @pytest.mark.parametrize("method, lr", [("finetune", 1e-3), ("prompt_tuning", 1e-2)])
-def test_training_loss_falls_and_every_evaluation_is_reported(tiny_bert, data_dir, method, lr):
-    rec = Recorder()
+def test_training_loss_falls_and_every_evaluation_is_reported(tiny_bert, data_dir, method, lr, recorder):
+    rec = recorder()
     result = train(trial(tiny_bert, data_dir, method, lr=lr, max_epochs=6), reporter=rec)
     losses = [m["train_loss"] for _, m in rec.evals]
     assert len(rec.evals) == result.evaluations == 6 and [s for s, _ in rec.evals] == [4, 8, 12, 16, 20, 24]
@@ -42,14 +31,14 @@ def test_training_loss_falls_and_every_evaluation_is_reported(tiny_bert, data_di
     assert rec.evals[-1][1]["best_dev_score"] == result.best_dev_score
 
 
-def test_eval_every_n_steps(tiny_bert, data_dir):
-    rec = Recorder()
+def test_eval_every_n_steps(tiny_bert, data_dir, recorder):
+    rec = recorder()
     train(trial(tiny_bert, data_dir, max_epochs=2, eval_every=3), reporter=rec)
     assert [s for s, _ in rec.evals] == [3, 6, 8]  # 4 steps per epoch; the last step is always evaluated
 
 
-def test_regression_task(tiny_bert, data_dir):
-    rec = Recorder()
+def test_regression_task(tiny_bert, data_dir, recorder):
+    rec = recorder()
     result = train(trial(tiny_bert, data_dir, task="stsb", max_epochs=2), reporter=rec)
     assert {"dev_pearson", "dev_spearman", "dev_score"} <= set(rec.evals[0][1])
     assert math.isfinite(result.best_dev_score)

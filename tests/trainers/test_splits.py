@@ -10,17 +10,6 @@ from trainers.splits import split_sets
 from trainers.tasks import TASKS, Example
 
 
-class Recorder:
-    def __init__(self):
-        self.info, self.evals = None, []
-
-    def on_start(self, info):
-        self.info = info
-
-    def on_eval(self, *, step, metrics):
-        self.evals.append((step, metrics))
-
-
 def synthetic(n, tag):
     return [Example(f"{tag}{i}", None, i % 2) for i in range(n)]
 
@@ -61,8 +50,8 @@ def trial(backbone, data_dir, task, *, protocol="dev", **training):
                        training=TrainingConfig(**t), data=DataConfig(source="local", dir=str(data_dir), protocol=protocol))
 
 
-def test_heldout_reports_the_other_half_at_the_best_selection(tiny_bert, data_dir):
-    rec = Recorder()
+def test_heldout_reports_the_other_half_at_the_best_selection(tiny_bert, data_dir, recorder):
+    rec = recorder()
     result = train(trial(tiny_bert, data_dir, "cb", protocol="heldout", max_epochs=3, max_eval_examples=None), reporter=rec)
     assert rec.info["dev_examples"] == 28 and rec.info["report_examples"] == 28  # CB dev: 56 in halves
     assert {"dev_score", "dev_f1_macro", "report_score", "report_accuracy", "reported_score"} <= set(rec.evals[0][1])
@@ -72,8 +61,8 @@ def test_heldout_reports_the_other_half_at_the_best_selection(tiny_bert, data_di
     assert result.protocol == "heldout" and result.reported_metrics == {"reported_score": result.reported_score}
 
 
-def test_null_epochs_and_patience_take_the_task_defaults_and_multirc_trains(tiny_bert, data_dir):
-    rec = Recorder()
+def test_null_epochs_and_patience_take_the_task_defaults_and_multirc_trains(tiny_bert, data_dir, recorder):
+    rec = recorder()
     result = train(trial(tiny_bert, data_dir, "multirc", max_train_examples=2, max_eval_examples=4), reporter=rec)
     assert (rec.info["max_epochs"], rec.info["patience"]) == (10, 1)  # MultiRC in the AoT table
     assert 2 <= result.evaluations <= 10 and math.isfinite(result.best_dev_score)
@@ -84,14 +73,14 @@ def test_null_epochs_and_patience_take_the_task_defaults_and_multirc_trains(tiny
     assert explicit.evaluations == 1
 
 
-def test_copa_trains_with_per_choice_scoring(tiny_bert, data_dir):
-    rec = Recorder()
+def test_copa_trains_with_per_choice_scoring(tiny_bert, data_dir, recorder):
+    rec = recorder()
     result = train(trial(tiny_bert, data_dir, "copa", max_epochs=2), reporter=rec)
     assert len(rec.evals) == 2 and all(math.isfinite(m["train_loss"]) for _, m in rec.evals)
     assert 0 <= result.best_dev_score <= 1 and set(rec.evals[0][1]) >= {"dev_accuracy", "dev_score"}
 
 
-def test_mnli_reports_mismatched_dev_alongside(tiny_bert, tmp_path):
+def test_mnli_reports_mismatched_dev_alongside(tiny_bert, tmp_path, recorder):
     head = ["index", "promptID", "pairID", "genre", "b1", "b2", "p1", "p2", "sentence1", "sentence2"]
     gold = ["entailment", "neutral", "contradiction"]
     d = tmp_path / "glue" / "MNLI"
@@ -101,7 +90,7 @@ def test_mnli_reports_mismatched_dev_alongside(tiny_bert, tmp_path):
                  *[gold[i % 3]] * extra, gold[i % 3]] for i in range(12)]
         labels = [f"label{k}" for k in range(1, extra + 1)]
         (d / name).write_text("\n".join("\t".join(r) for r in [head + labels + ["gold_label"], *rows]) + "\n")
-    rec = Recorder()
+    rec = recorder()
     result = train(trial(tiny_bert, tmp_path, "mnli", max_epochs=2, patience=2), reporter=rec)
     assert {"dev_score", "dev_mismatched_score", "dev_mismatched_accuracy"} <= set(rec.evals[0][1])
     best = next(m for s, m in rec.evals if s == result.best_step)
