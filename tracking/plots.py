@@ -22,6 +22,7 @@ def plot_evp(curves: pd.DataFrame, stem: Path, *, budget: str = "assignments", n
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     x, xlabel = X_AXES[budget]
     tasks = sorted(curves["task"].unique())
@@ -33,6 +34,8 @@ def plot_evp(curves: pd.DataFrame, stem: Path, *, budget: str = "assignments", n
         for (method, backbone), g in curves[curves["task"] == task].groupby(["method", "backbone"]):
             _curve(ax, g, x, label=f"{method} ({backbone.rstrip('/').split('/')[-1]})" if several else method)
         ax.set_title(task.upper())
+        if budget == "assignments":  # a count of trials: no 2.5 trials on the axis
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(xlabel.format(unit=curves["unit"].iat[0]))
         ax.set_ylabel(f"expected max {curves['score'].iat[0]} score")
         ax.grid(alpha=0.3)

@@ -16,12 +16,12 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
+import torch.nn as nn
 
 DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 # Rows beyond each method at its defaults: the papers' speed comparisons (AoT unfused vs fused
@@ -58,33 +58,47 @@ class Variant:
         return self.method + (f" ({', '.join(extra)})" if extra else "")
 
 
-class PeakRSS:
-    """Peak resident memory above the level at entry, sampled every millisecond (CPU)."""
+def live_bytes(*objects: Any) -> int:
+    """Bytes of the distinct tensor storages reachable from modules, optimizers and dicts."""
+    seen: dict[int, int] = {}
 
-    def __enter__(self) -> "PeakRSS":
-        self.base = self.peak = _rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
+    def visit(o: Any) -> None:
+        if isinstance(o, torch.Tensor):
+            st = o.untyped_storage()
+            seen[st.data_ptr()] = st.nbytes()
+        elif isinstance(o, nn.Module):
+            for t in (*o.parameters(), *o.buffers()):
+                visit(t)
+        elif isinstance(o, torch.optim.Optimizer):
+            for state in o.state.values():
+                visit(state)
+        elif isinstance(o, dict):
+            for v in o.values():
+                visit(v)
+        elif isinstance(o, (list, tuple)):
+            for v in o:
+                visit(v)
 
-    def _sample(self) -> None:
-        while not self._stop.wait(0.001):
-            self.peak = max(self.peak, _rss())
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss())
-
-    @property
-    def bytes(self) -> int:
-        return self.peak - self.base
+    for o in objects:
+        visit(o)
+    return sum(seen.values())
 
 
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def transient_peak_cpu(fn) -> int:
+    """Peak bytes the CPU allocator holds during ``fn()`` above its level at entry: the running
+    sum of the profiler's allocation events (what torch's own memory timeline is built from)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]" and e.device_type() == DeviceType.CPU)
+    level = peak = 0
+    for _, nbytes in events:
+        level += nbytes
+        peak = max(peak, level)
+    return peak
 
 
 def _inputs(tokenizer, vocab: int, batch: int, seq_len: int, device: str) -> dict[str, torch.Tensor]:
@@ -98,22 +112,25 @@ def _inputs(tokenizer, vocab: int, batch: int, seq_len: int, device: str) -> dic
             "labels": torch.zeros(batch, dtype=torch.long, device=device)}
 
 
-def _measure(fn, *, device: str, warmup: int, repeats: int) -> tuple[float, int]:
+def _measure(fn, *, device: str, warmup: int, repeats: int, resident: tuple) -> tuple[float, int]:
+    """Median seconds per call, and the peak bytes of live tensors during a call: what stays
+    resident (weights, optimizer state, inputs) plus the call's own allocations at their peak."""
     for _ in range(warmup):
         fn()
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
     times = []
-    with PeakRSS() as rss:
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() - base if device == "cuda" else rss.bytes
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    if device == "cuda":
+        peak = torch.cuda.max_memory_allocated()
+    else:  # profiled apart from the timed calls, whose times the profiler would inflate
+        peak = live_bytes(*resident) + transient_peak_cpu(fn)
     return statistics.median(times), peak
 
 
@@ -136,7 +153,8 @@ def measure_variant(variant: Variant, *, backbone: str, batch: int, seq_len: int
         optimizer.zero_grad(set_to_none=True)
 
     model.train()
-    train_s, train_peak = _measure(step, device=device, warmup=warmup, repeats=repeats)
+    train_s, train_peak = _measure(step, device=device, warmup=warmup, repeats=repeats,
+                                   resident=(model, optimizer, inputs))
     model.eval()
     if variant.fuse:
         method.fuse(model)
@@ -146,7 +164,7 @@ def measure_variant(variant: Variant, *, backbone: str, batch: int, seq_len: int
         with torch.no_grad():
             model(**no_labels)
 
-    infer_s, infer_peak = _measure(infer, device=device, warmup=warmup, repeats=repeats)
+    infer_s, infer_peak = _measure(infer, device=device, warmup=warmup, repeats=repeats, resident=(model, no_labels))
     return {"method": variant.label, "trainable_params": n_params, "infer_s": infer_s, "infer_peak": infer_peak,
             "train_s": train_s, "train_peak": train_peak}
 
@@ -191,9 +209,11 @@ CONVERGENCE_LR = {"finetune": 5e-5, "prompt_tuning": 3e-2, "p_tuning": 1e-3, "pr
 CONVERGENCE_PARAMS = {"dept": {"lr2": 1e-3}}
 
 
-def convergence(methods: list[str], *, task: str, backbone: str, data_dir: str, train_examples: int,
+def convergence(variants: list[Variant], *, task: str, backbone: str, data_dir: str, train_examples: int,
                 eval_examples: int, epochs: int, eval_every: int, seed: int = 0) -> Iterator[dict[str, Any]]:
-    """Train each method with the one loop; yields a row per method as soon as it finishes."""
+    """Train each method with the one loop; yields a row per method as soon as it finishes.
+
+    A variant's ``lr`` is the optimizer's; its other keys are method hyperparameters."""
     import numpy as np
 
     from trainers.config import DataConfig, OptimConfig, TrainingConfig, TrialConfig
@@ -205,17 +225,19 @@ def convergence(methods: list[str], *, task: str, backbone: str, data_dir: str, 
     labels = np.array([e.label for e in dev])
     values, counts = np.unique(labels, return_counts=True)
     majority = TASKS[task].compute_metrics(np.full(len(labels), values[counts.argmax()], dtype=float), labels)["score"]
-    for name in methods:
-        cfg = TrialConfig(task=task, method=name, backbone=backbone, seed=seed,
-                          optim=OptimConfig(lr=CONVERGENCE_LR.get(name, 1e-3)),
-                          method_params=CONVERGENCE_PARAMS.get(name, {}),
+    for v in variants:
+        params = CONVERGENCE_PARAMS.get(v.method, {}) | v.params
+        lr = params.pop("lr", CONVERGENCE_LR.get(v.method, 1e-3))
+        cfg = TrialConfig(task=task, method=v.method, backbone=backbone, seed=seed, optim=OptimConfig(lr=lr),
+                          method_params=params,
                           training=TrainingConfig(max_epochs=epochs, patience=100, batch_size=16, max_length=64,
                                                   eval_every=eval_every, max_train_examples=train_examples,
                                                   max_eval_examples=eval_examples),
                           data=DataConfig(source="local", dir=data_dir))
         r = train(cfg)
         losses = [h["train_loss"] for h in r.history]
-        yield {"method": name, "lr": cfg.optim.lr, "trainable_params": r.trainable_params, "first_loss": losses[0],
+        label = v.method + (f" ({', '.join(f'{k}={x}' for k, x in params.items())})" if params else "")
+        yield {"method": label, "lr": lr, "trainable_params": r.trainable_params, "first_loss": losses[0],
                "last_loss": losses[-1], "best_dev": r.best_dev_score, "majority": majority, "seconds": r.train_seconds}
 
 

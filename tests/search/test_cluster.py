@@ -26,7 +26,6 @@ import yaml
 
 pytestmark = pytest.mark.integration
 BIN = Path(sys.executable).parent
-PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"))), None)
 
 
 def port() -> int:
@@ -60,33 +59,9 @@ def stop_group(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def as_pg_user(cmd: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: run it as an unprivileged user when we are root."""
-    if os.geteuid() != 0:
-        return cmd
-    if subprocess.run(["id", "pgtest"], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "-M", "pgtest"], check=True)
-    return ["runuser", "-u", "pgtest", "--", *cmd]
-
-
 @pytest.fixture(scope="module")
-def postgres():
-    if PG_BIN is None:
-        pytest.fail("PostgreSQL server binaries not found under /usr/lib/postgresql")
-    root = Path(tempfile.mkdtemp(prefix="pg", dir="/tmp"))
-    os.chmod(root, 0o777)
-    data, p = root / "data", port()
-    subprocess.run(as_pg_user([str(PG_BIN / "initdb"), "-A", "trust", "-U", "mlflow", "-D", str(data)]),
-                   check=True, capture_output=True)
-    subprocess.run(as_pg_user([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
-                               f"-p {p} -k {root} -c listen_addresses=127.0.0.1", "start"]), check=True, capture_output=True)
-    pid = int((data / "postmaster.pid").read_text().split()[0])
-    try:
-        yield f"postgresql+psycopg2://mlflow@127.0.0.1:{p}/postgres"
-    finally:
-        os.kill(pid, signal.SIGINT)  # the postmaster's "fast shutdown"
-        wait_for(lambda: not (data / "postmaster.pid").exists(), "postgres shutdown", 60)
-        shutil.rmtree(root, ignore_errors=True)
+def postgres(postgres_server) -> str:
+    return postgres_server("cluster")
 
 
 @pytest.fixture(scope="module")

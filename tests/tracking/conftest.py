@@ -75,33 +75,5 @@ def tracking_db(tmp_path_factory) -> TrackingDb:
 
 
 @pytest.fixture(scope="session")
-def postgres_uri():
-    """A private PostgreSQL cluster (the server binaries come with the machine image), started
-    and stopped by this fixture. PostgreSQL refuses to run as root: then it runs as `postgres`."""
-    import os
-    import shutil
-    import socket
-    import subprocess
-    import tempfile
-
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    tmp = tempfile.mkdtemp(prefix="peftsearch-pg-")  # not under pytest's root-only tmp dirs
-    os.mkdir(f"{tmp}/sock")
-    if as_user:
-        shutil.chown(tmp, "postgres")
-        shutil.chown(f"{tmp}/sock", "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    subprocess.run(as_user + [initdb, "-A", "trust", "-U", "postgres", "-D", f"{tmp}/data"], check=True,
-                   capture_output=True)
-    subprocess.run(as_user + [pg_ctl, "-D", f"{tmp}/data", "-l", f"{tmp}/log", "-w", "start", "-o",
-                              f"-p {port} -k {tmp}/sock -c listen_addresses=127.0.0.1"], check=True, capture_output=True)
-    try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(as_user + [pg_ctl, "-D", f"{tmp}/data", "-m", "fast", "-w", "stop"], capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+def postgres_uri(postgres_server) -> str:
+    return postgres_server("tracking")

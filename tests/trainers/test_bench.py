@@ -1,9 +1,11 @@
 """`peftsearch bench methods` runs end to end and prints its table (no timing asserts: the numbers
 are for people to read; see trainers/bench.py)."""
+import torch
+import torch.nn as nn
 from click.testing import CliRunner
 
 from search.cli import main
-from trainers.bench import Variant
+from trainers.bench import Variant, live_bytes, transient_peak_cpu
 from trainers.testing import build_tiny_backbone, glue_texts
 
 
@@ -19,7 +21,31 @@ def test_bench_methods_prints_a_row_per_method_relative_to_finetune(tmp_path, da
     assert out.exit_code == 0, out.output
     rows = [line for line in out.output.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [r.split(" | ")[0].strip("| ") for r in rows] == ["finetune", "aot_fc", "ept"]
-    assert rows[0].count("1.00x") >= 2 and rows[2].split(" | ")[1] == "192"  # EPT: 3·d, d = 64
+    assert rows[0].count("1.00x") == 4 and rows[2].split(" | ")[1] == "192"  # EPT: 3·d, d = 64
+    peaks = [float(r.split(" | ")[c]) for r in rows for c in (4, 8)]  # inference and training MiB
+    assert all(p > 0 for p in peaks)
+
+
+def test_cpu_peak_is_the_allocators_high_water_mark():
+    """4 MiB alive while 8 MiB more is allocated, then both freed: the peak is 12 MiB, not the
+    16 MiB allocated in all nor the 0 MiB left at the end."""
+    def fn():
+        a = torch.empty(2**20, dtype=torch.float32)  # 4 MiB
+        b = torch.empty(2**21, dtype=torch.float32)  # 8 MiB
+        del a, b
+        torch.empty(2**20, dtype=torch.float32)
+
+    assert transient_peak_cpu(fn) == 12 * 2**20
+
+
+def test_live_bytes_counts_each_storage_once():
+    lin = nn.Linear(256, 256)  # 256·256 + 256 floats
+    opt = torch.optim.AdamW(lin.parameters())
+    lin(torch.randn(1, 256)).sum().backward()
+    opt.step()  # exp_avg and exp_avg_sq: twice the parameters again (and two scalar steps)
+    params = (256 * 256 + 256) * 4
+    assert live_bytes(lin, lin.weight, {"again": lin.bias}) == params
+    assert live_bytes(lin, opt) == 3 * params + 2 * 4
 
 
 def test_bench_rejects_unknown_methods_before_measuring():

@@ -13,27 +13,13 @@ from trainers.backbone import load_backbone
 from trainers.methods import METHODS
 from trainers.methods.layers import encoder_layers
 from trainers.methods.prompt_tuning import PromptedEncoder
-from trainers.testing import ARCHITECTURES, build_plain_tokenizer_backbone, build_tiny_backbone, glue_texts
-from trainers.tasks import TASKS
+from trainers.testing import ARCHITECTURES
 
 ARCHS = (*ARCHITECTURES, "minilm")
 # Special tokens around a sentence pair: [CLS] A [SEP] B [SEP], and RoBERTa's <s> A </s></s> B </s>.
 PAIR_SPECIALS = {"bert": 3, "roberta": 4, "deberta-v2": 3, "minilm": 3}
 SMALL = {"lora": {"dropout": 0.0}, "aot_fc": {"dropout": 0.0, "rank": 8}, "aot_kron": {"dropout": 0.0, "rank": 4},
          "prefix_tuning": {"prefix_length": 5, "dropout": 0.0}, "adapter": {"bottleneck": 8}}
-
-
-@pytest.fixture(scope="session")
-def backbones(tmp_path_factory, data_dir, minilm_path):
-    root, texts = tmp_path_factory.mktemp("tiny"), glue_texts(data_dir, limit=1000)
-    paths = {arch: build_tiny_backbone(arch, root / arch, texts) for arch in ARCHITECTURES}
-    paths["plain"] = build_plain_tokenizer_backbone(root / "plain", texts)
-    return paths | {"minilm": minilm_path}
-
-
-@pytest.fixture(scope="session")
-def rte_rows(data_dir):
-    return TASKS["rte"].load("train", source="local", data_dir=str(data_dir))[:4]
 
 
 _LOADED = {}

@@ -6,6 +6,8 @@ pass the hidden states as the first positional argument of each block.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn as nn
 
@@ -43,10 +45,17 @@ class LayerInputEditor(nn.Module):
             return args, kwargs
         return hook
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
-        self._ids = input_ids
+    @contextmanager
+    def editing(self, ids: torch.Tensor):
+        """Within the block, every backbone call edits its layers' inputs, keyed by ``ids``
+        (the token ids, or any per-token index the edit understands)."""
+        self._ids = ids
         try:
-            kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-            return self.backbone(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
+            yield
         finally:
             self._ids = None
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
+        kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        with self.editing(input_ids):
+            return self.backbone(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
