@@ -97,8 +97,19 @@ def run_trial(config: dict, ctx: SearchContext) -> None:
                              "trainable_params": result.trainable_params} | result.reported_metrics,
                             step=result.steps)
             run.set_tags({"peftsearch.stopped_early": result.stopped_early, "peftsearch.best_step": result.best_step})
+            if result.artefact is not None:  # training.save_model
+                _log_artefact(run, result.artefact, cfg)
     finally:
         _free_accelerator_memory(torch)
+
+
+def _log_artefact(run, state, cfg: TrialConfig) -> None:
+    import tempfile
+
+    from trainers.artefact import save_artefact
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run.log_artifacts(str(save_artefact(tmp, state, cfg)), "model")
 
 
 def _free_accelerator_memory(torch) -> None:

@@ -48,6 +48,9 @@ class TrainingConfig:
     eval_every: int = 0  # in optimizer steps; 0 evaluates once per epoch
     max_train_examples: Optional[int] = None  # a seeded subsample, for quick searches
     max_eval_examples: Optional[int] = None
+    # Keep the best evaluation's inference artefact (Method.inference_state: AoT's fused tables,
+    # the head) and log it to the trial's MLflow run under model/ (trainers/artefact.py loads it).
+    save_model: bool = False
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "eval_batch_size"):

@@ -43,6 +43,8 @@ class TrainResult:
     # Every reported-side metric at that evaluation, e.g. reported_score, reported_dev_mismatched_score.
     reported_metrics: dict[str, float] = field(default_factory=dict)
     protocol: str = "dev"
+    # training.save_model: the inference artefact at the best evaluation (Method.inference_state)
+    artefact: dict[str, torch.Tensor] | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -85,7 +87,7 @@ def train(cfg: TrialConfig, *, reporter: Reporter | None = None, device: str | N
     stopper, history, losses, step = EarlyStopping(patience), [], [], 0
     eval_every = t.eval_every or len(train_loader)
     start = time.perf_counter()
-    best_step, at_best = 0, {}
+    best_step, at_best, best_state = 0, {}, None
     while step < total_steps and not stopper.should_stop:
         model.train()
         for batch in train_loader:
@@ -99,10 +101,10 @@ def train(cfg: TrialConfig, *, reporter: Reporter | None = None, device: str | N
             losses.append(loss.item())
             step += 1
             if step % eval_every == 0 or step == total_steps:
-                metrics = {f"{name}_{k}": v for name, dl in eval_loaders.items()
-                           for k, v in evaluate(model, dl, task, device).items()}
+                metrics = evaluate_all(model, eval_loaders, task, device)
                 if stopper.update(metrics["dev_score"]):
                     best_step, at_best = step, reported_at_best(metrics, evals)
+                    best_state = trainable_state(model) if t.save_model else None
                 metrics |= {"train_loss": float(np.mean(losses)), "epoch": step / len(train_loader),
                             "best_dev_score": stopper.best if stopper.best is not None else math.nan} | at_best
                 losses = []
@@ -117,8 +119,20 @@ def train(cfg: TrialConfig, *, reporter: Reporter | None = None, device: str | N
         steps=step, evaluations=stopper.seen, stopped_early=step < total_steps,
         train_seconds=time.perf_counter() - start, trainable_params=n_params, history=history,
         reported_score=at_best.get("reported_score", math.nan), reported_metrics=at_best,
-        protocol=cfg.data.protocol,
+        protocol=cfg.data.protocol, artefact=None if best_state is None else inference_artefact(method, model, best_state),
     )
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+
+
+def inference_artefact(method, model: torch.nn.Module, best: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model at its best evaluation, in inference form (fused), as its method saves it."""
+    model.load_state_dict(best, strict=False)
+    model.eval()
+    method.fuse(model)
+    return {k: v.detach().cpu() for k, v in method.inference_state(model).items()}
 
 
 def reported_at_best(metrics: dict[str, float], evals: dict) -> dict[str, float]:
@@ -127,6 +141,11 @@ def reported_at_best(metrics: dict[str, float], evals: dict) -> dict[str, float]
     main = "report" if "report" in evals else "dev"
     extra = {f"reported_{name}_score": metrics[f"{name}_score"] for name in evals if name not in ("dev", "report")}
     return {"reported_score": metrics[f"{main}_score"]} | extra
+
+
+def evaluate_all(model: torch.nn.Module, loaders: dict, task: Task, device: str) -> dict[str, float]:
+    """Every evaluation set's metrics, prefixed by the set's name (dev_score, report_score, ...)."""
+    return {f"{name}_{k}": v for name, dl in loaders.items() for k, v in evaluate(model, dl, task, device).items()}
 
 
 @torch.no_grad()

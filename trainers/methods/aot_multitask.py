@@ -6,7 +6,8 @@ The fused tables of T tasks are stacked per layer, and row i of task t reads ind
 Each task keeps its own head, applied to its rows of the shared encoder output.
 
 The inputs are the artefacts that ``AoTMethod.inference_state`` saves: the fused tables
-(``edit.fused.<layer>``) and the trained head (``backbone.<head parameter>``).
+(``edit.fused.<layer>``) and the trained head (``backbone.<head parameter>``), as state dicts,
+``.pt`` files, or the artefact directories a search logs with ``training.save_model``.
 """
 from __future__ import annotations
 
@@ -89,8 +90,12 @@ class MultiTaskAoT(nn.Module):
 
     @classmethod
     def load(cls, backbone: str, artefacts: Mapping[str, str | Path]) -> "MultiTaskAoT":
-        """One backbone (path, packaged or hub id) and a saved ``inference_state`` per task."""
-        states = {task: torch.load(path, map_location="cpu") for task, path in artefacts.items()}
+        """One backbone (path, packaged or hub id) and, per task, a saved ``inference_state``
+        (a ``.pt`` file or an artefact directory, trainers/artefact.py)."""
+        from trainers.artefact import STATE
+
+        paths = {task: Path(p) / STATE if Path(p).is_dir() else Path(p) for task, p in artefacts.items()}
+        states = {task: torch.load(path, map_location="cpu") for task, path in paths.items()}
         return cls(load_backbone(backbone, num_labels=2), states)
 
     @torch.no_grad()
