@@ -65,7 +65,8 @@ def run(spec: str, data_dir: str | None, tracking_uri: str | None, address: str 
                   f"{result.errors} failed; search {result.search_id}")
     for f in result.outputs:
         console.print(f"  wrote {f}")
-    console.print(f"MLflow UI: mlflow ui --backend-store-uri {s.tracking.uri}")
+    served = s.tracking.uri.startswith(("http://", "https://"))  # an MLflow server: its UI is already up
+    console.print(f"MLflow UI: {s.tracking.uri}" if served else f"MLflow UI: mlflow ui --backend-store-uri {s.tracking.uri}")
     if result.errors == result.trials:
         sys.exit(1)
 

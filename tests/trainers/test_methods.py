@@ -248,3 +248,14 @@ def test_pasta_adds_vectors_only_at_special_tokens(backbones, rte_rows, arch):
     special = torch.isin(inputs["input_ids"], framing)
     assert torch.equal(touched, special)
     assert int(touched[0].sum()) == PAIR_SPECIALS[arch]
+
+
+def test_dept_trains_a_and_b_at_lr2_and_the_prompt_and_head_at_lr(backbones):
+    bb, m = setup(backbones, "minilm", "dept", params={"lr2": 5e-4})
+    model = m.apply(bb)
+    groups = m.param_groups(model, lr=0.3, weight_decay=0.01)
+    by_lr = {g["lr"]: {id(p) for p in g["params"]} for g in groups}
+    assert by_lr[5e-4] == {id(model.update.A), id(model.update.B)}
+    head = {id(p) for n, p in bb.model.named_parameters() if n in bb.head_names}
+    assert head and head | {id(p) for p in model.source.parameters()} == by_lr[0.3]
+    assert sum(len(g["params"]) for g in groups) == sum(1 for p in model.parameters() if p.requires_grad)

@@ -5,7 +5,7 @@ DeBERTa, added to the word embeddings before the prompt is prepended (and before
 embeddings and LayerNorm, which the backbone applies to the sum). Padding positions get the update
 too, as in the reference code; they are masked out of attention anyway.
 
-Two learning rates: ``lr`` (α1) for the prompt, ``lr2`` (α2) for A, B and the task head.
+Two learning rates: ``lr`` (α1) for the prompt and the task head, ``lr2`` (α2) for A and B.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class DePTConfig:
     budget_length: int = 100  # l of the prompt tuning whose parameter count DePT matches
     max_positions: int = 256  # s, the rows of A: inputs may not be longer
     alpha: float = 8.0  # the update is scaled by alpha / sqrt(r)
-    lr2: float = 1e-4  # α2, for A, B (and the head)
+    lr2: float = 1e-4  # α2, for A and B
     init: str = "vocab"
 
     def __post_init__(self) -> None:
@@ -85,8 +85,10 @@ class DePT(PromptMethod):
         return PromptedEncoder(backbone.model, StaticPrompt(prompt), update)
 
     def param_groups(self, model: nn.Module, *, lr: float, weight_decay: float) -> list[dict]:
-        prompt = list(model.source.parameters())
-        ids = {id(p) for p in prompt}
+        """A and B at lr2; the prompt and the task head at lr, as in prompt tuning, which DePT is
+        while B = 0 (T5, the paper's backbone, has no head to place)."""
+        update = list(model.update.parameters())
+        ids = {id(p) for p in update}
         rest = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
-        return [{"params": prompt, "lr": lr, "weight_decay": weight_decay},
-                {"params": rest, "lr": self.config.lr2, "weight_decay": weight_decay}]
+        return [{"params": rest, "lr": lr, "weight_decay": weight_decay},
+                {"params": update, "lr": self.config.lr2, "weight_decay": weight_decay}]
