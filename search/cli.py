@@ -299,10 +299,10 @@ def bench_methods_cmd(backbone, batch, seq_len, repeats, warmup, only, device) -
 @click.option("--task", default="sst2", show_default=True)
 @click.option("--backbone", default="sentence-transformers/all-MiniLM-L6-v2", show_default=True)
 @click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
-@click.option("--train-examples", default=320, show_default=True)
+@click.option("--train-examples", default=640, show_default=True)
 @click.option("--eval-examples", default=200, show_default=True)
-@click.option("--epochs", default=2, show_default=True)
-@click.option("--eval-every", default=10, show_default=True, help="Optimizer steps between evaluations.")
+@click.option("--epochs", default=3, show_default=True)
+@click.option("--eval-every", default=20, show_default=True, help="Optimizer steps between evaluations.")
 @click.option("--method", "only", multiple=True,
               help="METHOD or METHOD:lr=...,key=value,... (repeatable) [default: all, each at its bench lr]")
 def bench_convergence_cmd(task, backbone, data_dir, train_examples, eval_examples, epochs, eval_every, only) -> None:
