@@ -53,14 +53,28 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(cfg: TrialConfig, *, reporter: Reporter | None = None, device: str | None = None) -> TrainResult:
-    seed_everything(cfg.seed)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+@dataclass
+class Prepared:
+    """Everything a trial's loop needs, built from its config."""
+    task: Task
+    max_epochs: int
+    patience: int
+    train_examples: int
+    evals: dict  # name -> examples: "dev" selects; the others are reported
+    method: object
+    model: torch.nn.Module
+    train_loader: object
+    eval_loaders: dict
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    trainable_params: int
+
+
+def prepare(cfg: TrialConfig, device: str) -> Prepared:
     task, t = TASKS[cfg.task], cfg.training
-    max_epochs, patience = t.max_epochs or task.max_epochs, t.patience or task.patience
+    max_epochs = t.max_epochs or task.max_epochs
     sets = load_sets(task, cfg.data)
     train_ex = subsample(sets.train, t.max_train_examples, cfg.seed)
-    # name -> examples evaluated each time: "dev" selects; the others are reported.
     evals = {"dev": sets.select} | ({"report": sets.report} if sets.report is not None else {}) | sets.extra
     evals = {k: subsample(v, t.max_eval_examples, 0) for k, v in evals.items()}
 
@@ -73,18 +87,28 @@ def train(cfg: TrialConfig, *, reporter: Reporter | None = None, device: str | N
         ex, backbone.tokenizer, max_length=t.max_length, batch_size=bs, fmt=task.format,
         regression=task.is_regression, shuffle=shuffle, seed=cfg.seed)
     train_loader = loader(train_ex, t.batch_size, True)
-    eval_loaders = {k: loader(v, t.eval_batch_size, False) for k, v in evals.items()}
-
-    total_steps = max_epochs * len(train_loader)
     optimizer = _optimizer(t, method.param_groups(model, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay))
-    scheduler = _schedule(optimizer, t, total_steps)
-    n_params = sum(p.numel() for p in method.method_parameters(model))
+    return Prepared(
+        task=task, max_epochs=max_epochs, patience=t.patience or task.patience, train_examples=len(train_ex),
+        evals=evals, method=method, model=model, train_loader=train_loader,
+        eval_loaders={k: loader(v, t.eval_batch_size, False) for k, v in evals.items()}, optimizer=optimizer,
+        scheduler=_schedule(optimizer, t, max_epochs * len(train_loader)),
+        trainable_params=sum(p.numel() for p in method.method_parameters(model)))
+
+
+def train(cfg: TrialConfig, *, reporter: Reporter | None = None, device: str | None = None) -> TrainResult:
+    seed_everything(cfg.seed)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    t, p = cfg.training, prepare(cfg, device)
+    task, model, method, optimizer, scheduler = p.task, p.model, p.method, p.optimizer, p.scheduler
+    train_loader, eval_loaders, evals, n_params = p.train_loader, p.eval_loaders, p.evals, p.trainable_params
+    total_steps = p.max_epochs * len(train_loader)
     if reporter:
-        reporter.on_start({"trainable_params": n_params, "train_examples": len(train_ex),
-                           "max_epochs": max_epochs, "patience": patience}
+        reporter.on_start({"trainable_params": n_params, "train_examples": p.train_examples,
+                           "max_epochs": p.max_epochs, "patience": p.patience}
                           | {f"{k}_examples": len(v) for k, v in evals.items()})
 
-    stopper, history, losses, step = EarlyStopping(patience), [], [], 0
+    stopper, history, losses, step = EarlyStopping(p.patience), [], [], 0
     eval_every = t.eval_every or len(train_loader)
     start = time.perf_counter()
     best_step, at_best, best_state = 0, {}, None
