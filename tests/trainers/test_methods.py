@@ -259,3 +259,16 @@ def test_dept_trains_a_and_b_at_lr2_and_the_prompt_and_head_at_lr(backbones):
     head = {id(p) for n, p in bb.model.named_parameters() if n in bb.head_names}
     assert head and head | {id(p) for p in model.source.parameters()} == by_lr[0.3]
     assert sum(len(g["params"]) for g in groups) == sum(1 for p in model.parameters() if p.requires_grad)
+
+
+def test_a_method_missing_a_required_hook_cannot_be_built():
+    from trainers.methods.base import Method
+
+    class Incomplete(Method):  # no method_parameters
+        name, description = "incomplete", "lacks a hook"
+
+        def apply(self, backbone):
+            return backbone.model
+
+    with pytest.raises(TypeError, match="abstract method method_parameters"):
+        Incomplete.from_params({})

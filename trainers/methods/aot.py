@@ -13,6 +13,7 @@ fused tables, with the head, are the whole inference artefact.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -121,8 +122,9 @@ class AoTBias(nn.Module):
 class AoTMethod(Method):
     search_space = {"lr": [1e-4, 5e-4, 1e-3, 5e-3, 1e-2], "rank": [16, 64, 256, 512]}
 
+    @abstractmethod
     def build_tables(self, emb: nn.Embedding, n_layers: int) -> nn.Module:
-        raise NotImplementedError
+        """The reparametrization that computes P_l[x] for every layer (FC or Kronecker)."""
 
     def apply(self, backbone: Backbone) -> nn.Module:
         freeze_all_but_head(backbone)

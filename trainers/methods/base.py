@@ -6,6 +6,7 @@ lives behind the hooks below, never in the loop.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -21,7 +22,7 @@ class NoConfig:
     """For methods without hyperparameters of their own."""
 
 
-class Method:
+class Method(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     Config: ClassVar[type] = NoConfig
@@ -47,13 +48,13 @@ class Method:
     def has_backbone_check(cls) -> bool:
         return cls.check_backbone.__func__ is not Method.check_backbone.__func__
 
+    @abstractmethod
     def apply(self, backbone: Backbone) -> nn.Module:
         """Return a module whose forward(**batch) gives HF outputs with .loss and .logits."""
-        raise NotImplementedError
 
+    @abstractmethod
     def method_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         """The method's own trainable parameters (the task head excluded)."""
-        raise NotImplementedError
 
     def extra_positions(self) -> int:
         """Positions the method adds to every input (a prepended prompt), for length checks."""

@@ -4,6 +4,7 @@ P-tuning (Liu et al. 2021b), Residual Prompt Tuning (Razdaibiedina et al. 2023),
 """
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Literal, Optional
 
@@ -18,8 +19,9 @@ from trainers.methods.prompt_tuning import PromptedEncoder, PromptMethod, Static
 
 
 class ReparamPromptMethod(PromptMethod):
+    @abstractmethod
     def build_source(self, backbone: Backbone, d: int) -> nn.Module:
-        raise NotImplementedError
+        """The module that produces the prompt (an MLP, a residual MLP, EPT's linear network)."""
 
     def apply(self, backbone: Backbone) -> nn.Module:
         freeze_all_but_head(backbone)
