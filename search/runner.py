@@ -55,8 +55,11 @@ class TrialReporter:
     def __init__(self, run: runs.TrialRun) -> None:
         self.run = run
 
-    def on_start(self, info: dict[str, float]) -> None:
-        self.run.log_metrics(info, step=0)
+    def on_start(self, info: dict[str, float | str]) -> None:
+        # Strings (the task format the backbone's family resolved) are tags, comparable in the UI
+        # and read back by the analysis; numbers are metrics at step 0.
+        self.run.set_tags({runs.tag(k): v for k, v in info.items() if isinstance(v, str)})
+        self.run.log_metrics({k: v for k, v in info.items() if not isinstance(v, str)}, step=0)
 
     def on_eval(self, *, step: int, metrics: dict[str, float]) -> None:
         from ray import tune

@@ -107,7 +107,8 @@ class SeedSearcher(Searcher):
             self.assignments[key] = Assignment(i, open_seeds=len(self.spec.seeds))
             for seed in self.spec.seeds:
                 cfg = TrialConfig(task=g.task, method=g.method, backbone=self.spec.backbone, seed=seed, optim=optim,
-                                  method_params=params, training=self.spec.training, data=self.spec.data)
+                                  method_params=params, training=self.spec.training, data=self.spec.data,
+                                  task_format=self.spec.task_format)
                 self.pending.append((key, {"trial": {"config": cfg.to_dict(), "config_id": cid}}))
             return True
         return False

@@ -26,7 +26,8 @@ class Trial:
         c = self.config
         return ({"task": c.task, "method": c.method, "backbone": c.backbone, "seed": c.seed}
                 | dataclasses.asdict(c.optim) | c.method_params
-                | {f"training.{k}": v for k, v in dataclasses.asdict(c.training).items()})
+                | {f"training.{k}": v for k, v in dataclasses.asdict(c.training).items()}
+                | {"task_format.requested": c.task_format})
 
 
 def config_id(task: str, method: str, backbone: str, optim: dict, params: dict) -> str:
@@ -43,7 +44,8 @@ def expand(spec: Spec) -> list[Trial]:
                 for seed in spec.seeds:
                     trials.append(Trial(TrialConfig(
                         task=task, method=method, backbone=spec.backbone, seed=seed, optim=optim,
-                        method_params=params, training=spec.training, data=spec.data), cid))
+                        method_params=params, training=spec.training, data=spec.data,
+                        task_format=spec.task_format), cid))
     return trials
 
 

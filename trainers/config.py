@@ -43,6 +43,9 @@ class TrainingConfig:
     eval_batch_size: int = 64
     max_length: int = 128
     optimizer: Literal["adam", "adamw"] = "adamw"
+    # Adam's epsilon and betas: torch's defaults; DePT (seed 003) uses 1e-6 and (0.9, 0.98).
+    adam_eps: float = 1e-8
+    betas: tuple[float, float] = (0.9, 0.999)
     schedule: Literal["constant", "linear"] = "constant"
     warmup_ratio: float = 0.0
     eval_every: int = 0  # in optimizer steps; 0 evaluates once per epoch
@@ -59,6 +62,9 @@ class TrainingConfig:
             v = getattr(self, name)
             check(v is None or v >= 1, name, "must be >= 1", v)
         check(self.max_length >= 8, "max_length", "must be >= 8", self.max_length)
+        check(0 < self.adam_eps < 1, "adam_eps", "must be in (0, 1)", self.adam_eps)
+        check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas",
+              "must be two numbers in [0, 1)", self.betas)
         check(0 <= self.warmup_ratio < 1, "warmup_ratio", "must be in [0, 1)", self.warmup_ratio)
         check(self.eval_every >= 0, "eval_every", "must be >= 0 (0 = every epoch)", self.eval_every)
         for name in ("max_train_examples", "max_eval_examples"):
@@ -91,6 +97,9 @@ class TrialConfig:
     method_params: dict[str, Any] = field(default_factory=dict)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    # How the task is posed (trainers/families.py): auto, head (a classification head) or lm
+    # (rank classification of label words: T5's text-to-text, a decoder's verbalizers).
+    task_format: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,5 +109,13 @@ class TrialConfig:
         return cls(
             task=d["task"], method=d["method"], backbone=d["backbone"], seed=int(d["seed"]),
             optim=OptimConfig(**d["optim"]), method_params=dict(d.get("method_params", {})),
-            training=TrainingConfig(**d.get("training", {})), data=DataConfig(**d.get("data", {})),
+            training=_training(d.get("training", {})), data=DataConfig(**d.get("data", {})),
+            task_format=d.get("task_format", "auto"),
         )
+
+
+def _training(d: dict[str, Any]) -> TrainingConfig:
+    d = dict(d)
+    if "betas" in d:  # a list after a round trip through JSON or Ray's param space
+        d["betas"] = tuple(d["betas"])
+    return TrainingConfig(**d)

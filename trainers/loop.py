@@ -11,7 +11,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from trainers.backbone import load_backbone
+from trainers.backbone import load_posed
+from trainers.families import format_name
 from trainers.config import TrainingConfig, TrialConfig
 from trainers.data import make_loader, subsample
 from trainers.splits import load_sets
@@ -61,6 +62,8 @@ class Prepared:
     patience: int
     train_examples: int
     evals: dict  # name -> examples: "dev" selects; the others are reported
+    fmt: object  # the task's input format on this backbone (trainers/tasks/text.py)
+    task_format: str  # its name, logged with the run: encoder-head, seq2seq-lm, decoder-lm, ...
     method: object
     model: torch.nn.Module
     train_loader: object
@@ -78,19 +81,21 @@ def prepare(cfg: TrialConfig, device: str) -> Prepared:
     evals = {"dev": sets.select} | ({"report": sets.report} if sets.report is not None else {}) | sets.extra
     evals = {k: subsample(v, t.max_eval_examples, 0) for k, v in evals.items()}
 
-    backbone = load_backbone(cfg.backbone, num_labels=task.head_size)
-    method = METHODS[cfg.method].from_params(cfg.method_params)
+    backbone, fmt = load_posed(cfg.backbone, task, route=cfg.task_format)
+    method = METHODS[cfg.method].from_params(cfg.method_params, training=t)
     model = method.apply(backbone).to(device)
-    _check_length(backbone.model.config, t.max_length + method.extra_positions(), cfg.method)
+    _check_length(backbone.arch.positions(backbone.model.config.to_dict()),
+                  t.max_length + method.extra_positions(), cfg.method)
 
     loader = lambda ex, bs, shuffle: make_loader(  # noqa: E731
-        ex, backbone.tokenizer, max_length=t.max_length, batch_size=bs, fmt=task.format,
+        ex, backbone.tokenizer, max_length=t.max_length, batch_size=bs, fmt=fmt,
         regression=task.is_regression, shuffle=shuffle, seed=cfg.seed)
     train_loader = loader(train_ex, t.batch_size, True)
     optimizer = _optimizer(t, method.param_groups(model, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay))
     return Prepared(
         task=task, max_epochs=max_epochs, patience=t.patience or task.patience, train_examples=len(train_ex),
-        evals=evals, method=method, model=model, train_loader=train_loader,
+        evals=evals, fmt=fmt, task_format=format_name(backbone.arch, backbone.route),
+        method=method, model=model, train_loader=train_loader,
         eval_loaders={k: loader(v, t.eval_batch_size, False) for k, v in evals.items()}, optimizer=optimizer,
         scheduler=_schedule(optimizer, t, max_epochs * len(train_loader)),
         trainable_params=sum(p.numel() for p in method.method_parameters(model)))
@@ -100,12 +105,12 @@ def train(cfg: TrialConfig, *, reporter: Reporter | None = None, device: str | N
     seed_everything(cfg.seed)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     t, p = cfg.training, prepare(cfg, device)
-    task, model, method, optimizer, scheduler = p.task, p.model, p.method, p.optimizer, p.scheduler
+    task, model, method, optimizer, scheduler, fmt = p.task, p.model, p.method, p.optimizer, p.scheduler, p.fmt
     train_loader, eval_loaders, evals, n_params = p.train_loader, p.eval_loaders, p.evals, p.trainable_params
     total_steps = p.max_epochs * len(train_loader)
     if reporter:
         reporter.on_start({"trainable_params": n_params, "train_examples": p.train_examples,
-                           "max_epochs": p.max_epochs, "patience": p.patience}
+                           "max_epochs": p.max_epochs, "patience": p.patience, "task_format": p.task_format}
                           | {f"{k}_examples": len(v) for k, v in evals.items()})
 
     stopper, history, losses, step = EarlyStopping(p.patience), [], [], 0
@@ -115,7 +120,7 @@ def train(cfg: TrialConfig, *, reporter: Reporter | None = None, device: str | N
     while step < total_steps and not stopper.should_stop:
         model.train()
         for batch in train_loader:
-            loss, _ = task.format.forward(model, {k: v.to(device) for k, v in batch.items()})
+            loss, _ = fmt.forward(model, {k: v.to(device) for k, v in batch.items()})
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss is {loss.item()} at step {step}")
             loss.backward()
@@ -125,7 +130,7 @@ def train(cfg: TrialConfig, *, reporter: Reporter | None = None, device: str | N
             losses.append(loss.item())
             step += 1
             if step % eval_every == 0 or step == total_steps:
-                metrics = evaluate_all(model, eval_loaders, task, device)
+                metrics = evaluate_all(model, eval_loaders, task, device, fmt)
                 if stopper.update(metrics["dev_score"]):
                     best_step, at_best = step, reported_at_best(metrics, evals)
                     best_state = trainable_state(model) if t.save_model else None
@@ -167,18 +172,20 @@ def reported_at_best(metrics: dict[str, float], evals: dict) -> dict[str, float]
     return {"reported_score": metrics[f"{main}_score"]} | extra
 
 
-def evaluate_all(model: torch.nn.Module, loaders: dict, task: Task, device: str) -> dict[str, float]:
+def evaluate_all(model: torch.nn.Module, loaders: dict, task: Task, device: str, fmt=None) -> dict[str, float]:
     """Every evaluation set's metrics, prefixed by the set's name (dev_score, report_score, ...)."""
-    return {f"{name}_{k}": v for name, dl in loaders.items() for k, v in evaluate(model, dl, task, device).items()}
+    return {f"{name}_{k}": v for name, dl in loaders.items() for k, v in evaluate(model, dl, task, device, fmt).items()}
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader, task: Task, device: str) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, loader, task: Task, device: str, fmt=None) -> dict[str, float]:
+    """``fmt``: the task's format on this backbone (the encoder format, ``task.format``, by default)."""
+    fmt = fmt or task.format
     model.eval()
     preds, labels, groups = [], [], []
     for batch in loader:
-        _, logits = task.format.forward(model, {k: v.to(device) for k, v in batch.items() if k != "labels"})
-        preds.append(task.format.predict(logits, regression=task.is_regression))
+        _, logits = fmt.forward(model, {k: v.to(device) for k, v in batch.items() if k != "labels"})
+        preds.append(fmt.predict(logits, regression=task.is_regression))
         labels.append(batch["labels"])
         groups.append(batch.get("group"))
     grouped = torch.cat(groups).numpy() if groups and groups[0] is not None else None
@@ -187,7 +194,7 @@ def evaluate(model: torch.nn.Module, loader, task: Task, device: str) -> dict[st
 
 def _optimizer(t: TrainingConfig, groups: list[dict]) -> torch.optim.Optimizer:
     cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-    return cls(groups)
+    return cls(groups, eps=t.adam_eps, betas=tuple(t.betas))
 
 
 def _schedule(optimizer, t: TrainingConfig, total_steps: int):
@@ -203,10 +210,10 @@ def _schedule(optimizer, t: TrainingConfig, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _check_length(config, needed: int, method: str) -> None:
-    limit = getattr(config, "max_position_embeddings", None)
+def _check_length(limit: int | None, needed: int, method: str) -> None:
+    """``limit``: the backbone's absolute positions (None where positions are relative, as T5's)."""
     if limit is not None and needed > limit:
         raise ValueError(
             f"max_length plus {method}'s added positions is {needed}, over the backbone's "
-            f"max_position_embeddings ({limit})"
+            f"position limit ({limit})"
         )

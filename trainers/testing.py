@@ -1,7 +1,8 @@
 """Tiny config-built backbones with locally trained tokenizers, for tests and benchmarks.
 
 Nothing here touches the hub: each builder trains a small tokenizer of the architecture's kind
-(BERT WordPiece, RoBERTa byte-level BPE, DeBERTa-v2 Unigram with Metaspace) on the given texts,
+(BERT WordPiece, RoBERTa and GPT-2 byte-level BPE, DeBERTa-v2 and T5 Unigram with Metaspace, a
+Llama-style BPE that adds <s>) on the given texts,
 builds a randomly initialised model from a config, and saves both to a directory that
 ``trainers.backbone.load_backbone`` loads like any checkpoint.
 """
@@ -12,7 +13,8 @@ from typing import Iterable
 
 import torch
 
-ARCHITECTURES = ("bert", "roberta", "deberta-v2")
+ARCHITECTURES = ("bert", "roberta", "deberta-v2")  # the encoders
+GENERATIVE = ("t5", "gpt2", "llama")  # a seq2seq and two decoders
 SIZES = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
              max_position_embeddings=320)
 
@@ -62,6 +64,62 @@ def _deberta_tokenizer(texts: list[str], vocab: int):
     return tok, dict(cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]", mask_token="[MASK]")
 
 
+def _t5_tokenizer(texts: list[str], vocab: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.Unigram())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=vocab, special_tokens=["<pad>", "</s>", "<unk>"],
+                                                           unk_token="<unk>"))
+    eos = tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="$A </s>", pair="$A </s> $B:1 </s>:1", special_tokens=[("</s>", eos)])
+    return tok, dict(eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+
+
+def _gpt2_tokenizer(texts: list[str], vocab: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=vocab, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return tok, dict(bos_token="<|endoftext|>", eos_token="<|endoftext|>", unk_token="<|endoftext|>")  # no pad
+
+
+def _llama_tokenizer(texts: list[str], vocab: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<unk>", "<s>", "</s>"]))
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(  # Llama adds <s> in front, nothing after
+        single="<s> $A", pair="<s> $A <s>:1 $B:1", special_tokens=[("<s>", bos)])
+    return tok, dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>")  # no pad, as Llama ships
+
+
+def _generative_model(arch: str, vocab: int, sizes: dict):
+    from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, T5Config,
+                              T5ForConditionalGeneration)
+
+    d, L, heads, ff = (sizes[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"))
+    if arch == "t5":
+        return T5ForConditionalGeneration(T5Config(
+            vocab_size=vocab, d_model=d, d_kv=d // heads, d_ff=ff, num_layers=L, num_decoder_layers=L, num_heads=heads,
+            relative_attention_num_buckets=32, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
+    if arch == "gpt2":
+        return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=d, n_layer=L, n_head=heads, n_inner=ff,
+                                          n_positions=sizes["max_position_embeddings"], bos_token_id=0, eos_token_id=0))
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=vocab, hidden_size=d, intermediate_size=ff, num_hidden_layers=L, num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2), max_position_embeddings=sizes["max_position_embeddings"],
+        bos_token_id=1, eos_token_id=2, tie_word_embeddings=False))
+
+
 def _model(arch: str, vocab: int):
     from transformers import (BertConfig, BertModel, DebertaV2Config, DebertaV2Model, RobertaConfig,
                               RobertaModel)
@@ -76,18 +134,23 @@ def _model(arch: str, vocab: int):
     raise ValueError(f"arch: must be one of {', '.join(ARCHITECTURES)} (got {arch!r})")
 
 
-def build_tiny_backbone(arch: str, out: Path, texts: Iterable[str], *, vocab: int = 1000, seed: int = 0) -> str:
-    """Train a tokenizer on ``texts``, build a tiny ``arch`` model, save both under ``out``."""
+def build_tiny_backbone(arch: str, out: Path, texts: Iterable[str], *, vocab: int = 1000, seed: int = 0,
+                        sizes: dict | None = None) -> str:
+    """Train a tokenizer on ``texts``, build a tiny ``arch`` model, save both under ``out``.
+    ``sizes`` overrides the dimensions (T5 and the decoders read the same keys)."""
     from transformers import PreTrainedTokenizerFast
 
     texts = list(texts)
-    builders = {"bert": _bert_tokenizer, "roberta": _roberta_tokenizer, "deberta-v2": _deberta_tokenizer}
+    builders = {"bert": _bert_tokenizer, "roberta": _roberta_tokenizer, "deberta-v2": _deberta_tokenizer,
+                "t5": _t5_tokenizer, "gpt2": _gpt2_tokenizer, "llama": _llama_tokenizer}
     if arch not in builders:
-        raise ValueError(f"arch: must be one of {', '.join(ARCHITECTURES)} (got {arch!r})")
+        raise ValueError(f"arch: must be one of {', '.join(builders)} (got {arch!r})")
     tok, special = builders[arch](texts, vocab)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=SIZES["max_position_embeddings"], **special)
+    sizes = SIZES | (sizes or {})
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=sizes["max_position_embeddings"], **special)
     torch.manual_seed(seed)
-    model = _model(arch, tok.get_vocab_size())
+    model = (_generative_model(arch, tok.get_vocab_size(), sizes) if arch in GENERATIVE
+             else _model(arch, tok.get_vocab_size()))
     out = Path(out)
     model.save_pretrained(out)  # the backbone only: loading for classification adds a new head
     tokenizer.save_pretrained(out)

@@ -39,7 +39,7 @@ def test_every_paper_search_space_validates_by_name(method, minilm_path):
 def test_defaults_are_filled_in_and_grid_keys_override(minilm_path):
     s = parse_spec(spec(minilm_path, {"dept": {"lr": 0.3, "lr2": [1e-4, 5e-4], "prompt_length": 40}}))
     (optim, a), (_, b) = s.assignments("dept")
-    assert optim.lr == 0.3 and a["prompt_length"] == 40 and a["max_positions"] == 256 and a["alpha"] == 8.0
+    assert optim.lr == 0.3 and a["prompt_length"] == 40 and a["max_positions"] is None and a["alpha"] == 8.0
     assert {a["lr2"], b["lr2"]} == {1e-4, 5e-4}
 
 

@@ -83,7 +83,7 @@ def test_prompt_tuning_freezes_the_backbone_and_counts_p_times_d(minilm_path, da
 
 def test_too_long_for_the_backbone_fails_clearly(tiny_bert, data_dir):
     cfg = trial(tiny_bert, data_dir, "prompt_tuning", max_length=254)
-    with pytest.raises(ValueError, match=r"over the backbone's max_position_embeddings \(256\)"):
+    with pytest.raises(ValueError, match=r"over the backbone's position limit \(256\)"):
         train(cfg)
 
 

@@ -1,9 +1,10 @@
 """Houlsby et al. 2019 adapters: a bottleneck h + U·f(D·h) after the attention block's output
-projection and after the FFN's output projection of every layer, before the residual and
-LayerNorm. The up-projection starts at zero, so the model starts as the backbone (the paper uses a
+projection and after the FFN's output projection of every layer (T5: of its encoder and decoder;
+the family table says where those projections are), before the residual and LayerNorm. The up-projection starts at zero, so the model starts as the backbone (the paper uses a
 near-zero init). As in the paper, the layers' LayerNorms train too (``train_layer_norm``), as
 deltas on the frozen LayerNorm tensors (deltas.py), so the backbone itself stays untouched.
-Trainable per layer: 2·(2·d·m + m + d), plus 2·2·d for the LayerNorms.
+Trainable per layer: 2·(2·d·m + m + d), plus the two norms' weights and biases (2·2·d; T5's and
+Llama's RMS norms have a weight only: 2·d).
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from trainers.backbone import Backbone
 from trainers.config import check
 from trainers.methods.base import Method, freeze_all_but_head, register_method
 from trainers.methods.deltas import add_delta, deltas
-from trainers.methods.layers import encoder_layers, hidden_size
+from trainers.families import blocks, submodule
+from trainers.methods.layers import hidden_size
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,14 @@ class Bottleneck(nn.Module):
 
 
 class AdapterModel(nn.Module):
-    def __init__(self, model: nn.Module, m: int) -> None:
+    def __init__(self, backbone: Backbone, m: int) -> None:
         super().__init__()
+        model, arch = backbone.model, backbone.arch
         self.backbone = model
         d = hidden_size(model)
         self.adapters = nn.ModuleList()
-        for layer in encoder_layers(model):
-            for proj in (layer.attention.output.dense, layer.output.dense):
+        for layer in blocks(model, arch):
+            for proj in (submodule(layer, arch.attn_out), submodule(layer, arch.ffn_out)):
                 adapter = Bottleneck(d, m)
                 self.adapters.append(adapter)
                 proj.register_forward_hook(lambda mod, args, out, a=adapter: a(out))
@@ -55,8 +58,9 @@ class AdapterModel(nn.Module):
         return self.backbone(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
 
 
-def layer_norms(model: nn.Module) -> list[nn.Module]:
-    return [mod for layer in encoder_layers(model) for mod in (layer.attention.output.LayerNorm, layer.output.LayerNorm)]
+def layer_norms(backbone: Backbone) -> list[nn.Module]:
+    arch = backbone.arch
+    return [submodule(layer, path) for layer in blocks(backbone.model, arch) for path in arch.norms]
 
 
 @register_method
@@ -69,10 +73,11 @@ class Adapter(Method):
     def apply(self, backbone: Backbone) -> nn.Module:
         freeze_all_but_head(backbone)
         if self.config.train_layer_norm:
-            for norm in layer_norms(backbone.model):
-                add_delta(norm, "weight")
-                add_delta(norm, "bias")
-        return AdapterModel(backbone.model, self.config.bottleneck)
+            for norm in layer_norms(backbone):
+                for name in ("weight", "bias"):
+                    if isinstance(getattr(norm, name, None), nn.Parameter):
+                        add_delta(norm, name)
+        return AdapterModel(backbone, self.config.bottleneck)
 
     def method_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         return list(model.adapters.parameters()) + deltas(model.backbone)

@@ -1,5 +1,6 @@
 """Ahead-of-Time P-tuning (seed 000, Section 4): before every encoder block l (the first
-included), add a token-indexed bias, H'^l = H^l + P_l[x]. P_l ∈ R^{|V|×d} is trained through a
+included), add a token-indexed bias, H'^l = H^l + P_l[x]. On T5 the blocks are its encoder's; on
+a decoder, every block (trainers/families.py, ``edit_blocks``). P_l ∈ R^{|V|×d} is trained through a
 reparametrization that only computes the rows of the tokens in the batch:
 
 - FC: P = f(E·W1 + b1)·W2 + b2, E the frozen input embeddings (dropout on E), W2, b1, b2 zero;
@@ -23,7 +24,7 @@ import torch.nn as nn
 from trainers.backbone import Backbone
 from trainers.config import check
 from trainers.methods.base import Method, freeze_all_but_head, register_method
-from trainers.methods.layers import LayerInputEditor, encoder_layers
+from trainers.methods.layers import LayerInputEditor, edit_blocks
 
 FUSE_CHUNK = 4096  # vocabulary rows materialised at a time
 
@@ -128,15 +129,16 @@ class AoTMethod(Method):
 
     def apply(self, backbone: Backbone) -> nn.Module:
         freeze_all_but_head(backbone)
-        emb, n_layers = backbone.model.get_input_embeddings(), len(encoder_layers(backbone.model))
-        bias = AoTBias(self.build_tables(emb, n_layers), emb.weight.size(0))
-        return LayerInputEditor(backbone.model, bias)
+        layers = edit_blocks(backbone)
+        emb = backbone.model.get_input_embeddings()
+        bias = AoTBias(self.build_tables(emb, len(layers)), emb.weight.size(0))
+        return LayerInputEditor(backbone.model, bias, layers)
 
     def method_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         return list(model.edit.tables.parameters())
 
     def fuse(self, model: nn.Module) -> None:
-        model.edit.fuse(len(encoder_layers(model.backbone)))
+        model.edit.fuse(model.n_layers)
 
     def inference_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The fused tables and the head: the reparametrization is not needed any more."""
@@ -167,7 +169,8 @@ class AoTKron(AoTMethod):
 
     @classmethod
     def check_backbone(cls, config, *, model_config, tokenizer) -> None:
-        config.b_for(model_config.vocab_size)
+        d = model_config if isinstance(model_config, dict) else model_config.to_dict()
+        config.b_for(d["vocab_size"])
 
     def build_tables(self, emb: nn.Embedding, n_layers: int) -> nn.Module:
         return KronTables(emb.weight.size(0), emb.weight.size(1), n_layers, self.config)

@@ -19,7 +19,7 @@ import torch.nn as nn
 from torch.func import functional_call
 
 from trainers.backbone import Backbone, load_backbone
-from trainers.methods.layers import LayerInputEditor, encoder_layers
+from trainers.methods.layers import LayerInputEditor, edit_blocks
 
 FUSED = "edit.fused."
 HEAD = "backbone."
@@ -69,7 +69,11 @@ class MultiTaskAoT(nn.Module):
         model = backbone.model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
-        n_layers = len(encoder_layers(model))
+        if backbone.arch.family != "encoder":
+            raise ValueError(f"backbone: multi-task AoT serving needs an encoder with task heads "
+                             f"(got a {backbone.arch.family} backbone)")
+        blocks = edit_blocks(backbone)
+        n_layers = len(blocks)
         vocab, d = model.get_input_embeddings().weight.shape
         own = {n for n, _ in model.named_parameters()}
         self.tasks = list(states)
@@ -85,7 +89,7 @@ class MultiTaskAoT(nn.Module):
                 raise ValueError(f"states.{task}: parameters this backbone does not have (got {unknown[:3]})")
             tables.append(layers)
             self.heads[task] = {"model." + n[len(HEAD):]: t for n, t in head.items()}
-        self.editor = LayerInputEditor(model, StackedTables(tables, vocab))
+        self.editor = LayerInputEditor(model, StackedTables(tables, vocab), blocks)
         self.head = _Head(model)
 
     @classmethod

@@ -35,7 +35,8 @@ class Method(ABC):
         self.config = config
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "Method":
+    def from_params(cls, params: dict[str, Any], *, training: Any = None) -> "Method":
+        """``training``: the trial's TrainingConfig, for methods sized by it (DePT's rows of A)."""
         return cls(cls.Config(**params))
 
     @classmethod

@@ -1,8 +1,9 @@
-"""Shared plumbing for methods that act inside the encoder: find its layers, edit the hidden
-states that enter each layer, and know the current batch's token ids while doing so.
+"""Shared plumbing for methods that act inside the network: find its blocks (the family table,
+trainers/families.py, says where), edit the hidden states that enter each block, and know the
+current batch's token ids while doing so.
 
-BERT, RoBERTa and DeBERTa-v2 all keep their blocks at ``model.base_model.encoder.layer`` and
-pass the hidden states as the first positional argument of each block.
+Every supported block (BERT-style layers, T5 blocks, GPT-2 and Llama decoder layers) takes the
+hidden states as its first positional argument.
 """
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from contextlib import contextmanager
 import torch
 import torch.nn as nn
 
+from trainers.families import blocks
 
-def encoder_layers(model: nn.Module) -> nn.ModuleList:
-    try:
-        return model.base_model.encoder.layer
-    except AttributeError as e:
-        raise ValueError(f"backbone: has no encoder.layer blocks (got {type(model).__name__})") from e
+
+def edit_blocks(backbone) -> list[nn.Module]:
+    """The blocks a token-indexed edit goes before: the encoder's (T5: its encoder only), or a
+    decoder's."""
+    return blocks(backbone.model, backbone.arch, "edit")
 
 
 def hidden_size(model: nn.Module) -> int:
@@ -27,12 +29,13 @@ class LayerInputEditor(nn.Module):
     """Wraps a backbone; before encoder block ``l`` runs, ``edit(l, input_ids, hidden)`` may
     change its input hidden states (AoT adds P_l[x], PASTA adds vectors at special tokens)."""
 
-    def __init__(self, model: nn.Module, edit: nn.Module) -> None:
+    def __init__(self, model: nn.Module, edit: nn.Module, layers: list[nn.Module]) -> None:
         super().__init__()
         self.backbone = model
         self.edit = edit  # forward(layer_index, input_ids, hidden_states) -> hidden_states
         self._ids: torch.Tensor | None = None
-        for i, layer in enumerate(encoder_layers(model)):
+        self.n_layers = len(layers)
+        for i, layer in enumerate(layers):
             layer.register_forward_pre_hook(self._hook(i), with_kwargs=True)
 
     def _hook(self, index: int):

@@ -2,7 +2,9 @@
 W + (alpha/r)·B·A with A random and B = 0, so the model starts exactly as the backbone.
 
 Injected with ``peft.inject_adapter_in_model`` so the model stays a plain HF model with its own
-head; the attention query and value projections are the targets, as in the paper.
+head; the attention query and value projections are the targets, as in the paper, named per
+model type in the family table (HF PEFT's defaults: GPT-2's fused ``c_attn``, T5's ``q``/``v`` in
+every attention of encoder and decoder).
 """
 from __future__ import annotations
 
@@ -14,10 +16,6 @@ from trainers.backbone import Backbone
 from trainers.config import check
 from trainers.methods.base import Method, freeze_all_but_head, register_method
 
-# Query/value projection names per architecture family (BERT and RoBERTa, DeBERTa-v2).
-TARGETS = {"query": "value", "query_proj": "value_proj"}
-
-
 @dataclass(frozen=True)
 class LoRAConfig:
     rank: int = 8
@@ -28,14 +26,6 @@ class LoRAConfig:
         check(self.rank >= 1, "rank", "must be >= 1", self.rank)
         check(self.alpha > 0, "alpha", "must be > 0", self.alpha)
         check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)", self.dropout)
-
-
-def attention_targets(model: nn.Module) -> list[str]:
-    leaves = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    for q, v in TARGETS.items():
-        if q in leaves and v in leaves:
-            return [q, v]
-    raise ValueError(f"backbone: no query/value projections LoRA knows (got {type(model).__name__})")
 
 
 @register_method
@@ -50,7 +40,8 @@ class LoRA(Method):
 
         c = self.config
         config = LoraConfig(r=c.rank, lora_alpha=c.alpha, lora_dropout=c.dropout,
-                            target_modules=attention_targets(backbone.model))
+                            target_modules=list(backbone.arch.lora_targets),
+                            fan_in_fan_out=backbone.arch.lora_fan_in_fan_out)
         model = inject_adapter_in_model(config, backbone.model)
         freeze_all_but_head(backbone)
         for name, p in model.named_parameters():

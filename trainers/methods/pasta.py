@@ -4,7 +4,10 @@ special tokens of the input ([CLS] A [SEP] B [SEP] -> 0, 1, 2). Trainable: LÂ·kÂ
 special tokens the tokenizer adds to a sentence pair (3 for BERT, 4 for RoBERTa).
 
 The special-token ids come from the tokenizer (the reference code hard-codes BERT's 101/102), so
-a tokenizer that adds no special tokens (GPT-2's) is rejected.
+a tokenizer that adds no special tokens (GPT-2's) is rejected. Encoders read a sentence pair; T5
+and decoders read one templated text (trainers/tasks/text.py), so k counts the special tokens
+the tokenizer adds to one text there (T5's </s>, Llama's <s>): no vector is trained that no input
+can reach.
 """
 from __future__ import annotations
 
@@ -15,8 +18,9 @@ import torch.nn as nn
 
 from trainers.backbone import Backbone
 from trainers.config import check
+from trainers.families import arch_for
 from trainers.methods.base import Method, freeze_all_but_head, register_method
-from trainers.methods.layers import LayerInputEditor, encoder_layers, hidden_size
+from trainers.methods.layers import LayerInputEditor, edit_blocks, hidden_size
 
 
 @dataclass(frozen=True)
@@ -29,10 +33,17 @@ class PASTAConfig:
         check(self.init_std > 0, "init_std", "must be > 0", self.init_std)
 
 
-def special_token_ids(tokenizer) -> list[int]:
-    """The ids the tokenizer adds around a sentence pair, in order ([CLS], [SEP], [SEP])."""
+def special_token_ids(tokenizer, *, pair: bool = True) -> list[int]:
+    """The ids the tokenizer adds around a sentence pair (or one text), in order ([CLS], [SEP], [SEP])."""
     special = set(tokenizer.all_special_ids)
-    return [i for i in tokenizer("a", "b", add_special_tokens=True)["input_ids"] if i in special]
+    ids = tokenizer("a", "b", add_special_tokens=True) if pair else tokenizer("a", add_special_tokens=True)
+    return [i for i in ids["input_ids"] if i in special]
+
+
+def reads_pairs(model_config) -> bool:
+    """Encoders read sentence pairs; T5 and decoders one templated text."""
+    d = model_config if isinstance(model_config, dict) else model_config.to_dict()
+    return arch_for(d).family == "encoder"
 
 
 class SpecialTokenVectors(nn.Module):
@@ -58,16 +69,17 @@ class PASTA(Method):
 
     @classmethod
     def check_backbone(cls, config, *, model_config, tokenizer) -> None:
-        ids = special_token_ids(tokenizer)
+        ids = special_token_ids(tokenizer, pair=reads_pairs(model_config))
         check(len(ids) > 0, "tokenizer", "must add special tokens, where PASTA adds its vectors",
               f"{type(tokenizer).__name__} adding none")
 
     def apply(self, backbone: Backbone) -> nn.Module:
         self.check_backbone(self.config, model_config=backbone.model.config, tokenizer=backbone.tokenizer)
         freeze_all_but_head(backbone)
-        n_layers = len(encoder_layers(backbone.model))
-        ids = special_token_ids(backbone.tokenizer)
-        return LayerInputEditor(backbone.model, SpecialTokenVectors(n_layers, ids, hidden_size(backbone.model), self.config))
+        layers = edit_blocks(backbone)
+        ids = special_token_ids(backbone.tokenizer, pair=backbone.arch.family == "encoder")
+        vectors = SpecialTokenVectors(len(layers), ids, hidden_size(backbone.model), self.config)
+        return LayerInputEditor(backbone.model, vectors, layers)
 
     def method_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         return [model.edit.vectors]

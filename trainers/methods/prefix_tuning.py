@@ -6,6 +6,9 @@ Embedding -> Linear -> Tanh -> Linear (``projection_hidden_size``), with dropout
 HF's ``past_key_values`` route does not exist for DeBERTa-v2 encoders, so the prefixes are spliced
 into the attention modules directly (layers.py-style hooks; see ``_splice_*``). The prefix keys
 carry no position: DeBERTa's relative-position terms are computed for the real keys only.
+
+Encoders only for now: on T5 and decoders the splice would have to pass rotary and relative
+position terms for the prefix keys, which is not written yet, so validation refuses them.
 """
 from __future__ import annotations
 
@@ -19,7 +22,9 @@ import torch.nn.functional as F
 from trainers.backbone import Backbone
 from trainers.config import check
 from trainers.methods.base import Method, freeze_all_but_head, register_method
-from trainers.methods.layers import encoder_layers, hidden_size
+from trainers.config import check as _check
+from trainers.families import arch_for
+from trainers.methods.layers import edit_blocks, hidden_size
 
 
 @dataclass(frozen=True)
@@ -103,8 +108,8 @@ def _splice_deberta(attn: nn.Module, prefixes: Prefixes, layer: int) -> None:
     attn.disentangled_attention_bias = positional_bias
 
 
-def splice(model: nn.Module, prefixes: Prefixes) -> None:
-    for i, layer in enumerate(encoder_layers(model)):
+def splice(layers: list[nn.Module], prefixes: Prefixes) -> None:
+    for i, layer in enumerate(layers):
         attn = layer.attention.self
         if hasattr(attn, "key_proj"):
             _splice_deberta(attn, prefixes, i)
@@ -115,10 +120,10 @@ def splice(model: nn.Module, prefixes: Prefixes) -> None:
 
 
 class PrefixModel(nn.Module):
-    def __init__(self, model: nn.Module, prefixes: Prefixes) -> None:
+    def __init__(self, model: nn.Module, prefixes: Prefixes, layers: list[nn.Module]) -> None:
         super().__init__()
         self.backbone, self.prefixes = model, prefixes
-        splice(model, prefixes)
+        splice(layers, prefixes)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
         self.prefixes.current = self.prefixes.compute()  # once per forward, shared by the layers
@@ -136,10 +141,18 @@ class PrefixTuning(Method):
     Config = PrefixTuningConfig
     search_space = {"lr": [1e-3, 5e-3, 1e-2, 5e-2], "prefix_length": [4, 8, 16, 32, 64, 128]}
 
+    @classmethod
+    def check_backbone(cls, config, *, model_config, tokenizer) -> None:
+        d = model_config if isinstance(model_config, dict) else model_config.to_dict()
+        family = arch_for(d).family
+        _check(family == "encoder", "backbone", "prefix tuning is implemented for encoder backbones only so far",
+               f"a {family} backbone ({d.get('model_type')})")
+
     def apply(self, backbone: Backbone) -> nn.Module:
+        self.check_backbone(self.config, model_config=backbone.model.config, tokenizer=None)
         freeze_all_but_head(backbone)
-        m = backbone.model
-        return PrefixModel(m, Prefixes(self.config.prefix_length, len(encoder_layers(m)), hidden_size(m), self.config))
+        m, layers = backbone.model, edit_blocks(backbone)
+        return PrefixModel(m, Prefixes(self.config.prefix_length, len(layers), hidden_size(m), self.config), layers)
 
     def method_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         return list(model.prefixes.parameters())

@@ -59,15 +59,31 @@ class PromptedEncoder(nn.Module):
     def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
         embeds = self.backbone.get_input_embeddings()(input_ids)
         if self.update is not None:
-            embeds = self.update(embeds)
+            embeds = self.update(embeds, attention_mask)
         prompt = self.source()
         batch, p = input_ids.size(0), prompt.size(0)
         embeds = torch.cat([prompt.unsqueeze(0).expand(batch, -1, -1), embeds], dim=1)
         ones = attention_mask.new_ones(batch, p)
-        kwargs = {"attention_mask": torch.cat([ones, attention_mask], dim=1)}
+        inputs = {"inputs_embeds": embeds, "attention_mask": torch.cat([ones, attention_mask], dim=1)}
         if token_type_ids is not None:
-            kwargs["token_type_ids"] = torch.cat([torch.zeros_like(ones), token_type_ids], dim=1)
-        return self.backbone(inputs_embeds=embeds, labels=labels, **kwargs)
+            inputs["token_type_ids"] = torch.cat([torch.zeros_like(ones), token_type_ids], dim=1)
+        return self.backbone(labels=labels, **next_to_text(inputs, attention_mask, p))
+
+
+def next_to_text(inputs: dict, attention_mask: torch.Tensor, p: int) -> dict:
+    """Under left padding, move the pads ahead of the prompt: [pads; prompt; text], not
+    [prompt; pads; text]. Relative positions (T5) and causal masks then see the prompt next to the
+    text whatever the padding, as without padding. Right padding is left as it is."""
+    left_pads = attention_mask.cummax(1).values == 0
+    if not bool(left_pads.any()):
+        return inputs
+    key = torch.cat([left_pads.new_zeros(left_pads.size(0), p), left_pads], dim=1).logical_not().long()
+    order = torch.argsort(key, dim=1, stable=True)  # left pads first, everything else in order
+    out = {}
+    for name, t in inputs.items():
+        idx = order if t.dim() == 2 else order.unsqueeze(-1).expand_as(t)
+        out[name] = t.gather(1, idx)
+    return out
 
 
 def initial_prompt(backbone: Backbone, length: int, init: str) -> torch.Tensor:

@@ -1,0 +1,89 @@
+"""Method × backbone applicability at the edge: `peftsearch validate` reads a local backbone's
+config.json (trainers/families.py) and refuses, in one line naming the method and the backbone,
+every pair that cannot apply or would train nothing, before anything runs. Real tiny T5, GPT-2
+and Llama directories, built from configs with tokenizers trained on real RTE text."""
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from search.cli import main
+from trainers.testing import GENERATIVE, build_tiny_backbone, glue_texts
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, data_dir):
+    root, texts = tmp_path_factory.mktemp("gen"), glue_texts(data_dir, limit=400)
+    return {a: build_tiny_backbone(a, root / a, texts, vocab=400) for a in GENERATIVE}
+
+
+def validate(tmp_path, backbone, methods, **extra):
+    spec = {"name": "backbones-test", "backbone": backbone, "tasks": ["rte"], "methods": methods,
+            "tracking": {"uri": f"sqlite:///{tmp_path}/unused.db"}} | extra
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    r = CliRunner().invoke(main, ["validate", str(path)])
+    assert not (tmp_path / "unused.db").exists()
+    return r
+
+
+REFUSED = [
+    ("t5", "bitfit", "must have bias terms"),
+    ("llama", "bitfit", "must have bias terms"),
+    ("gpt2", "pasta", "must add special tokens"),
+    ("t5", "prefix_tuning", "encoder backbones only"),
+    ("gpt2", "prefix_tuning", "encoder backbones only"),
+    ("llama", "prefix_tuning", "encoder backbones only"),
+]
+
+
+@pytest.mark.parametrize("arch, method, reason", REFUSED)
+def test_a_pair_that_cannot_apply_fails_validate_in_one_line(tmp_path, tiny, arch, method, reason):
+    r = validate(tmp_path, tiny[arch], {method: {"lr": 1e-3}})
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1, r.stderr
+    assert f"methods.{method}: not applicable to backbone" in lines[0] and reason in lines[0]
+    assert arch in lines[0]  # the backbone's model type is named
+
+
+@pytest.mark.parametrize("arch", GENERATIVE)
+@pytest.mark.parametrize("method", ["finetune", "prompt_tuning", "ept", "dept", "lora", "aot_fc", "adapter"])
+def test_the_methods_that_apply_are_valid(tmp_path, tiny, arch, method):
+    r = validate(tmp_path, tiny[arch], {method: {"lr": 1e-3}})
+    assert r.exit_code == 0, r.stderr
+
+
+def test_a_prompt_longer_than_the_positions_is_refused(tmp_path, tiny):
+    # the tiny GPT-2 has 320 positions: 300 tokens plus a 50-token prompt do not fit
+    r = validate(tmp_path, tiny["gpt2"], {"prompt_tuning": {"lr": 0.3, "prompt_length": 50}},
+                 training={"max_length": 300})
+    assert r.exit_code == 2 and "must fit the backbone's 320 positions (got 350)" in r.stderr
+    # T5's positions are relative: no limit
+    assert validate(tmp_path, tiny["t5"], {"prompt_tuning": {"lr": 0.3, "prompt_length": 50}},
+                    training={"max_length": 300}).exit_code == 0
+
+
+def test_dept_rows_beyond_max_length_are_refused(tmp_path, tiny):
+    r = validate(tmp_path, tiny["t5"], {"dept": {"lr": 0.3, "max_positions": 256}}, training={"max_length": 128})
+    assert r.exit_code == 2 and "max_positions: must be <= training.max_length (128)" in r.stderr
+
+
+def test_a_task_format_the_family_lacks_is_refused(tmp_path, tiny, minilm_path):
+    r = validate(tmp_path, minilm_path, {"finetune": {"lr": 1e-5}}, task_format="lm")
+    assert r.exit_code == 2 and "task_format: 'lm' does not apply to encoder backbones" in r.stderr
+    r = validate(tmp_path, tiny["t5"], {"finetune": {"lr": 1e-5}}, task_format="head")
+    assert r.exit_code == 2 and "does not apply to seq2seq backbones" in r.stderr
+    assert validate(tmp_path, tiny["gpt2"], {"finetune": {"lr": 1e-5}}, task_format="lm").exit_code == 0
+
+
+def test_a_directory_without_a_model_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    r = validate(tmp_path, str(tmp_path / "empty"), {"finetune": {"lr": 1e-5}})
+    assert r.exit_code == 2 and "a model directory must hold config.json" in r.stderr
+
+
+def test_the_paper_optimizer_settings_validate(tmp_path, tiny):
+    r = validate(tmp_path, tiny["t5"], {"dept": "paper"}, training={"adam_eps": 1e-6, "betas": [0.9, 0.98],
+                                                                    "max_length": 256})
+    assert r.exit_code == 0, r.stderr
+    r = validate(tmp_path, tiny["t5"], {"dept": "paper"}, training={"betas": [0.9, 1.5]})
+    assert r.exit_code == 2 and "betas" in r.stderr
