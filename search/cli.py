@@ -261,38 +261,26 @@ def methods(backbone: str) -> None:
 
 
 @bench.command("methods")
-@click.option("--backbone", default="sentence-transformers/all-MiniLM-L6-v2", show_default=True)
+@click.option("--backbone", default="sentence-transformers/all-MiniLM-L6-v2", show_default=True,
+              help="A hub id or model directory of any family (`python -m trainers.bench make-backbone` builds "
+                   "paper-sized ones with random weights).")
+@click.option("--route", default="auto", show_default=True, type=click.Choice(["auto", "head", "lm"]),
+              help="Decoders: a classification head, or LM scoring of label words.")
 @click.option("--batch", default=8, show_default=True)
 @click.option("--seq-len", default=128, show_default=True)
-@click.option("--repeats", default=5, show_default=True, help="Timed repetitions (the median is shown).")
+@click.option("--repeats", default=5, show_default=True, help="Interleaved timing rounds (medians are shown).")
 @click.option("--warmup", default=1, show_default=True)
 @click.option("--method", "only", multiple=True, help="METHOD or METHOD:key=value,... (repeatable) [default: all + paper variants]")
 @click.option("--device", default=None, help="cpu or cuda [default: cuda when available]")
-def bench_methods_cmd(backbone, batch, seq_len, repeats, warmup, only, device) -> None:
-    """Inference and training-step time and peak memory of each method, relative to finetune."""
-    from trainers.bench import METHODS_HEADER, PAPER_VARIANTS, Variant, bench_methods, format_methods_row
-    from trainers.methods import METHODS
-    from trainers.registry import unknown_name_message
-
+def bench_methods_cmd(backbone, route, batch, seq_len, repeats, warmup, only, device) -> None:
+    """Every method's time and memory relative to finetune, measured interleaved in one process."""
     import torch
 
+    from trainers.bench import print_methods_table
+
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    names = list(only) or ["finetune", *[m for m in METHODS if m != "finetune"], *PAPER_VARIANTS]
-    variants = [Variant.parse(n) for n in names]
-    for v in variants:  # bad input fails here, before any measuring
-        if v.method not in METHODS:
-            raise ValueError(f"--method: {unknown_name_message('method', v.method, METHODS.names())}")
-        METHODS[v.method].Config(**v.params)
-    if variants[0].method != "finetune":
-        variants.insert(0, Variant("finetune", {}))
-    click.echo(f"backbone {backbone}, batch {batch}, sequence length {seq_len}, device {device}, "
-               f"median of {repeats}")
-    click.echo(METHODS_HEADER)
-    ref = None
-    for row in bench_methods(variants, backbone=backbone, batch=batch, seq_len=seq_len, warmup=warmup,
-                             repeats=repeats, device=device):
-        ref = ref or row  # finetune comes first
-        click.echo(format_methods_row(row, ref))
+    print_methods_table(only, backbone=backbone, route=route, batch=batch, seq_len=seq_len, repeats=repeats,
+                        warmup=warmup, device=device, echo=click.echo)
 
 
 @bench.command("convergence")

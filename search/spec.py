@@ -181,8 +181,11 @@ class Spec(_Strict):
         return [self.build_point(method, dict(zip(keys, combo))) for combo in itertools.product(*(grid[k] for k in keys))]
 
     def check_keys(self, method: str) -> dict[str, Any]:
-        grid, cls = self.methods[method], METHODS[method].Config
-        valid = _OPTIM_KEYS + tuple(getattr(cls, "__dataclass_fields__", {}))
+        grid = self.methods[method]
+        try:
+            valid = _OPTIM_KEYS + METHODS[method].hyperparameter_names(grid)
+        except ValueError as e:
+            raise ValueError(f"{method}.{e}") from None
         for key, values in grid.items():
             if key not in valid:
                 raise ValueError(f"{method}: {unknown_name_message('hyperparameter', key, list(valid))}")
@@ -196,7 +199,13 @@ class Spec(_Strict):
         """One assignment (hyperparameter -> value) → (optimizer config, method params), validated."""
         cls = METHODS[method].Config
         optim = _build(OptimConfig, {k: v for k, v in point.items() if k in _OPTIM_KEYS}, method, point)
-        params = _build(cls, {k: v for k, v in point.items() if k not in _OPTIM_KEYS}, method, point)
+        rest = {k: v for k, v in point.items() if k not in _OPTIM_KEYS}
+        if METHODS[method].validate_params is not None:  # keys that are not a fixed dataclass (peft)
+            try:
+                return optim, METHODS[method].validate_params(rest)
+            except ValueError as e:
+                raise ValueError(f"{method}.{e}") from None
+        params = _build(cls, rest, method, point)
         return optim, {k: getattr(params, k) for k in getattr(cls, "__dataclass_fields__", {})}
 
 

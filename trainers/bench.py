@@ -1,21 +1,23 @@
 """Benchmarks that print tables (``peftsearch bench ...``): never timed asserts in tests.
 
-``methods``: for each method on one backbone, batch and sequence length, inference time and peak
-memory and training-step time and peak memory, each also relative to ``finetune`` (the plain
-model). Every row runs in its own subprocess, so one method's allocations cannot inflate
-another's peak. On CUDA the peak is ``torch.cuda.max_memory_allocated``; on CPU it is the
-resident set size sampled every millisecond, above its level just before the measured loop.
+``methods``: for each method on one backbone (any family), batch and sequence length, inference
+time and peak memory and training-step time and peak memory, each also relative to ``finetune``
+(the plain model). All methods live in one process and are timed round by round, interleaved, so
+a change in the machine's load reaches every method alike; each ratio is the median of the
+per-round ratios, with its interquartile range. Peak memory: the live tensors (weights, optimizer
+state, inputs) plus the call's transient peak, from CUDA's allocator or the CPU profiler.
+
+Needs only torch, transformers and peft (``python -m trainers.bench methods ...`` on a bare GPU
+machine), besides the trainers package itself.
 
 ``convergence``: a short real training run per method (the one loop, real data): the first and
 last training loss, the best dev score, and the dev set's majority-class score.
 """
 from __future__ import annotations
 
+import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -101,104 +103,147 @@ def transient_peak_cpu(fn) -> int:
     return peak
 
 
-def _inputs(tokenizer, vocab: int, batch: int, seq_len: int, device: str) -> dict[str, torch.Tensor]:
-    """Random tokens framed by the tokenizer's own special tokens (PASTA needs them)."""
+def _inputs(bb, batch: int, seq_len: int, device: str) -> dict[str, torch.Tensor]:
+    """Random tokens framed by the tokenizer's own special tokens (PASTA needs them), with the
+    labels the backbone's route scores: a class for a head; two target tokens for LM scoring."""
+    vocab = bb.model.get_input_embeddings().weight.size(0)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(1000 if vocab > 2000 else 10, vocab, (batch, seq_len), generator=g)
-    special = [i for i in tokenizer("a", "b")["input_ids"] if i in set(tokenizer.all_special_ids)]
+    enc = bb.tokenizer("a", "b") if bb.arch.family == "encoder" else bb.tokenizer("a")
+    special = [i for i in enc["input_ids"] if i in set(bb.tokenizer.all_special_ids)]
     if special:
         ids[:, 0], ids[:, seq_len // 2], ids[:, -1] = special[0], special[-1], special[-1]
-    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device),
-            "labels": torch.zeros(batch, dtype=torch.long, device=device)}
+    if bb.route == "head":
+        labels = torch.zeros(batch, dtype=torch.long)
+    elif bb.arch.family == "seq2seq":
+        labels = ids[:, 1:3].clone()  # a two-token target, as label words are
+    else:
+        labels = torch.full_like(ids, -100)
+        labels[:, -2:] = ids[:, -2:]
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "labels": labels.to(device)}
 
 
-def _measure(fn, *, device: str, warmup: int, repeats: int, resident: tuple) -> tuple[float, int]:
-    """Median seconds per call, and the peak bytes of live tensors during a call: what stays
-    resident (weights, optimizer state, inputs) plus the call's own allocations at their peak."""
-    for _ in range(warmup):
-        fn()
+def _time(fn, device: str) -> float:
     if device == "cuda":
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    fn()
     if device == "cuda":
-        peak = torch.cuda.max_memory_allocated()
-    else:  # profiled apart from the timed calls, whose times the profiler would inflate
-        peak = live_bytes(*resident) + transient_peak_cpu(fn)
-    return statistics.median(times), peak
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
-def measure_variant(variant: Variant, *, backbone: str, batch: int, seq_len: int, warmup: int, repeats: int,
-                    device: str) -> dict[str, Any]:
+def _peak(fn, *, device: str, resident: tuple) -> int:
+    """Peak bytes of live tensors during one call: what stays resident (weights, optimizer state,
+    inputs) plus the call's own allocations at their peak."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return live_bytes(*resident) + torch.cuda.max_memory_allocated() - base
+    return live_bytes(*resident) + transient_peak_cpu(fn)
+
+
+@dataclass
+class _Setup:
+    variant: Variant
+    method: Any
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    inputs: dict
+    trainable_params: int
+
+    def step(self) -> None:
+        self.model(**self.inputs).loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def infer(self) -> None:
+        with torch.no_grad():  # LM routes score their labels: that is their inference
+            scored = self.inputs["labels"].dim() == 2
+            self.model(**(self.inputs if scored else {k: v for k, v in self.inputs.items() if k != "labels"}))
+
+
+def _build(v: Variant, *, backbone: str, route: str, batch: int, seq_len: int, device: str) -> _Setup:
     from trainers.backbone import load_backbone
     from trainers.methods import METHODS
 
     torch.manual_seed(0)
-    bb = load_backbone(backbone, num_labels=2)
-    method = METHODS[variant.method].from_params(variant.params)
+    bb = load_backbone(backbone, num_labels=2, route=route)
+    method = METHODS[v.method].from_params(v.params)
     model = method.apply(bb).to(device)
-    n_params = sum(p.numel() for p in method.method_parameters(model))
-    inputs = _inputs(bb.tokenizer, bb.model.get_input_embeddings().weight.size(0), batch, seq_len, device)
-    optimizer = torch.optim.AdamW(method.param_groups(model, lr=1e-5, weight_decay=0.0))
+    return _Setup(v, method, model, torch.optim.AdamW(method.param_groups(model, lr=1e-5, weight_decay=0.0)),
+                  _inputs(bb, batch, seq_len, device), sum(p.numel() for p in method.method_parameters(model)))
 
-    def step() -> None:
-        model(**inputs).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
 
-    model.train()
-    train_s, train_peak = _measure(step, device=device, warmup=warmup, repeats=repeats,
-                                   resident=(model, optimizer, inputs))
-    model.eval()
-    if variant.fuse:
-        method.fuse(model)
-    no_labels = {k: v for k, v in inputs.items() if k != "labels"}
+def _rounds(setups: list[_Setup], fn_name: str, *, warmup: int, repeats: int, device: str, progress) -> list[list[float]]:
+    """Seconds per call, round by round: every variant once per round, the order rotated each
+    round, so drift of the machine (load, clocks, caches) reaches every variant alike."""
+    times: list[list[float]] = [[] for _ in setups]
+    n = len(setups)
+    for r in range(warmup + repeats):
+        for j in range(n):
+            i = (j + r) % n
+            t = _time(getattr(setups[i], fn_name), device)
+            if r >= warmup:
+                times[i].append(t)
+        progress(f"{fn_name} round {r + 1}/{warmup + repeats}")
+    return times
 
-    def infer() -> None:
-        with torch.no_grad():
-            model(**no_labels)
 
-    infer_s, infer_peak = _measure(infer, device=device, warmup=warmup, repeats=repeats, resident=(model, no_labels))
-    return {"method": variant.label, "trainable_params": n_params, "infer_s": infer_s, "infer_peak": infer_peak,
-            "train_s": train_s, "train_peak": train_peak}
+def _ratio(times: list[float], ref: list[float]) -> tuple[float, float, float]:
+    """Median and interquartile range of the per-round ratio to the reference."""
+    ratios = sorted(t / r for t, r in zip(times, ref))
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    return statistics.median(ratios), q[0], q[2]
 
 
 def bench_methods(variants: list[Variant], *, backbone: str, batch: int, seq_len: int, warmup: int,
-                  repeats: int, device: str) -> Iterator[dict[str, Any]]:
-    """One subprocess per variant (clean peak memory), yielding each row as it is measured."""
-    for v in variants:
-        payload = json.dumps({"variant": [v.method, v.params, v.fuse], "backbone": backbone, "batch": batch,
-                              "seq_len": seq_len, "warmup": warmup, "repeats": repeats, "device": device})
-        out = subprocess.run([sys.executable, "-m", "trainers.bench", payload], capture_output=True, text=True)
-        if out.returncode != 0:
-            raise RuntimeError(f"bench {v.label} failed: {out.stderr.strip().splitlines()[-1]}")
-        yield json.loads(out.stdout.strip().splitlines()[-1])
+                  repeats: int, device: str, route: str = "auto", progress=lambda s: None) -> list[dict[str, Any]]:
+    """All variants in one process, measured round by round (training steps, then, after
+    ``fuse``, inference). The first variant is the reference (finetune). Peak memory is profiled
+    apart from the timed calls, one variant at a time."""
+    setups = [_build(v, backbone=backbone, route=route, batch=batch, seq_len=seq_len, device=device) for v in variants]
+    for s in setups:
+        s.model.train()
+    train_peak = [_peak(s.step, device=device, resident=(s.model, s.optimizer, s.inputs)) for s in setups]
+    train = _rounds(setups, "step", warmup=warmup, repeats=repeats, device=device, progress=progress)
+    for s in setups:
+        s.model.eval()
+        if s.variant.fuse:
+            s.method.fuse(s.model)
+        s.optimizer.state.clear()  # inference holds no optimizer state
+    infer_peak = [_peak(s.infer, device=device, resident=(s.model, s.inputs)) for s in setups]
+    infer = _rounds(setups, "infer", warmup=warmup, repeats=repeats, device=device, progress=progress)
+    return [{"method": s.variant.label, "trainable_params": s.trainable_params,
+             "infer_s": statistics.median(infer[i]), "infer_ratio": _ratio(infer[i], infer[0]),
+             "infer_peak": infer_peak[i], "train_s": statistics.median(train[i]),
+             "train_ratio": _ratio(train[i], train[0]), "train_peak": train_peak[i]} for i, s in enumerate(setups)]
 
 
-METHODS_HEADER = ("| method | trainable params | inference ms | vs finetune | inference peak MiB | vs finetune "
-                  "| train step ms | vs finetune | train peak MiB | vs finetune |\n" + "|" + " --- |" * 10)
+METHODS_HEADER = ("| method | trainable params | inference ms | vs finetune (median [IQR] of rounds) "
+                  "| inference peak MiB | vs finetune | train step ms | vs finetune (median [IQR] of rounds) "
+                  "| train peak MiB | vs finetune |\n" + "|" + " --- |" * 10)
 
 
 def format_methods_row(r: dict[str, Any], ref: dict[str, Any]) -> str:
     """One row; ``ref`` is finetune's row (the plain model)."""
     mb = lambda b: f"{b / 2**20:.0f}"  # noqa: E731
     ratio = lambda a, b: f"{a / b:.2f}x" if b > 0 else "n/a"  # noqa: E731
-    return (f"| {r['method']} | {r['trainable_params']} | {r['infer_s'] * 1e3:.1f} | {ratio(r['infer_s'], ref['infer_s'])} "
+    spread = lambda q: f"{q[0]:.3f}x [{q[1]:.3f}, {q[2]:.3f}]"  # noqa: E731
+    return (f"| {r['method']} | {r['trainable_params']} | {r['infer_s'] * 1e3:.1f} | {spread(r['infer_ratio'])} "
             f"| {mb(r['infer_peak'])} | {ratio(r['infer_peak'], ref['infer_peak'])} | {r['train_s'] * 1e3:.1f} "
-            f"| {ratio(r['train_s'], ref['train_s'])} | {mb(r['train_peak'])} | {ratio(r['train_peak'], ref['train_peak'])} |")
+            f"| {spread(r['train_ratio'])} | {mb(r['train_peak'])} | {ratio(r['train_peak'], ref['train_peak'])} |")
 
 
-if __name__ == "__main__":  # the per-variant worker of bench_methods
-    cfg = json.loads(sys.argv[1])
-    method, params, fuse = cfg.pop("variant")
-    torch.set_num_threads(int(os.environ.get("PEFTSEARCH_BENCH_THREADS", torch.get_num_threads())))
-    print(json.dumps(measure_variant(Variant(method, params, fuse), **cfg)))
+def load_line() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return "load average " + " ".join(f.read().split()[:3])
+    except OSError:
+        return "load average unknown"
 
 
 # ---- convergence ---------------------------------------------------------------------------------
@@ -251,3 +296,66 @@ def format_convergence_row(r: dict[str, Any]) -> str:
     return (f"| {r['method']} | {r['lr']:g} | {r['trainable_params']} | {r['first_loss']:.4f} | {r['last_loss']:.4f} "
             f"| {'yes' if r['last_loss'] < r['first_loss'] else 'NO'} | {r['best_dev']:.4f} | {r['majority']:.4f} "
             f"| {'yes' if r['best_dev'] > r['majority'] else 'NO'} | {r['seconds']:.0f} |")
+
+
+def methods_variants(only) -> list[Variant]:
+    from trainers.methods import METHODS
+    from trainers.registry import unknown_name_message
+
+    names = list(only) or ["finetune", *[m for m in METHODS if m != "finetune"], *PAPER_VARIANTS]
+    variants = [Variant.parse(n) for n in names]
+    for v in variants:  # bad input fails here, before any measuring
+        if v.method not in METHODS:
+            raise ValueError(f"--method: {unknown_name_message('method', v.method, METHODS.names())}")
+        METHODS[v.method].from_params(v.params)
+    if variants[0].method != "finetune":
+        variants.insert(0, Variant("finetune", {}))
+    return variants
+
+
+def print_methods_table(only, *, backbone: str, route: str, batch: int, seq_len: int, repeats: int, warmup: int,
+                        device: str, echo) -> list[dict[str, Any]]:
+    import sys
+
+    variants = methods_variants(only)
+    echo(f"backbone {backbone} (route {route}), batch {batch}, sequence length {seq_len}, device {device}, "
+         f"{repeats} interleaved rounds after {warmup} warm-up; {load_line()} before")
+    rows = bench_methods(variants, backbone=backbone, route=route, batch=batch, seq_len=seq_len, warmup=warmup,
+                         repeats=repeats, device=device, progress=lambda s: print(s, file=sys.stderr, flush=True))
+    echo(METHODS_HEADER)
+    for row in rows:
+        echo(format_methods_row(row, rows[0]))
+    echo(f"{load_line()} after")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m trainers.bench methods|make-backbone``: the methods bench on a machine with only
+    torch, transformers and peft (no Ray, MLflow or the CLI's other dependencies)."""
+    p = argparse.ArgumentParser(prog="python -m trainers.bench")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("methods")
+    m.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    m.add_argument("--route", default="auto", choices=["auto", "head", "lm"])
+    m.add_argument("--batch", type=int, default=8)
+    m.add_argument("--seq-len", type=int, default=128)
+    m.add_argument("--repeats", type=int, default=5)
+    m.add_argument("--warmup", type=int, default=1)
+    m.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    m.add_argument("--method", action="append", default=[])
+    mk = sub.add_parser("make-backbone")
+    mk.add_argument("--preset", required=True)
+    mk.add_argument("--out", required=True)
+    mk.add_argument("--data-dir", default=None)
+    a = p.parse_args(argv)
+    if a.cmd == "make-backbone":
+        from trainers.testing import build_preset
+
+        print(build_preset(a.preset, a.out, data_dir=a.data_dir))
+        return
+    print_methods_table(a.method, backbone=a.backbone, route=a.route, batch=a.batch, seq_len=a.seq_len,
+                        repeats=a.repeats, warmup=a.warmup, device=a.device, echo=print)
+
+
+if __name__ == "__main__":
+    main()

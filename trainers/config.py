@@ -9,7 +9,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
-from pydantic import ConfigDict
 
 
 def check(ok: bool, name: str, rule: str, value: Any) -> None:
@@ -18,7 +17,9 @@ def check(ok: bool, name: str, rule: str, value: Any) -> None:
         raise ValueError(f"{name}: {rule} (got {value!r})")
 
 
-_FORBID = ConfigDict(extra="forbid")
+# pydantic's ConfigDict, as a plain dict: the trainers package imports without pydantic (the bench
+# runs on machines that have only torch, transformers and peft).
+_FORBID = {"extra": "forbid"}
 
 
 @dataclass(frozen=True)

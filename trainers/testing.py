@@ -120,24 +120,26 @@ def _generative_model(arch: str, vocab: int, sizes: dict):
         bos_token_id=1, eos_token_id=2, tie_word_embeddings=False))
 
 
-def _model(arch: str, vocab: int):
+def _model(arch: str, vocab: int, sizes: dict | None = None):
     from transformers import (BertConfig, BertModel, DebertaV2Config, DebertaV2Model, RobertaConfig,
                               RobertaModel)
 
+    sizes = sizes or SIZES
     if arch == "bert":
-        return BertModel(BertConfig(vocab_size=vocab, **SIZES))
+        return BertModel(BertConfig(vocab_size=vocab, **sizes))
     if arch == "roberta":
-        return RobertaModel(RobertaConfig(vocab_size=vocab, pad_token_id=1, bos_token_id=0, eos_token_id=2, **SIZES))
+        return RobertaModel(RobertaConfig(vocab_size=vocab, pad_token_id=1, bos_token_id=0, eos_token_id=2, **sizes))
     if arch == "deberta-v2":
         return DebertaV2Model(DebertaV2Config(vocab_size=vocab, pad_token_id=0, relative_attention=True,
-                                              pos_att_type=["p2c", "c2p"], position_buckets=32, **SIZES))
+                                              pos_att_type=["p2c", "c2p"], position_buckets=32, **sizes))
     raise ValueError(f"arch: must be one of {', '.join(ARCHITECTURES)} (got {arch!r})")
 
 
 def build_tiny_backbone(arch: str, out: Path, texts: Iterable[str], *, vocab: int = 1000, seed: int = 0,
-                        sizes: dict | None = None) -> str:
+                        sizes: dict | None = None, model_vocab: int | None = None) -> str:
     """Train a tokenizer on ``texts``, build a tiny ``arch`` model, save both under ``out``.
-    ``sizes`` overrides the dimensions (T5 and the decoders read the same keys)."""
+    ``sizes`` overrides the dimensions (T5 and the decoders read the same keys); ``model_vocab``
+    gives the model a real checkpoint's vocabulary size (benchmarks), beyond the tokenizer's."""
     from transformers import PreTrainedTokenizerFast
 
     texts = list(texts)
@@ -149,8 +151,8 @@ def build_tiny_backbone(arch: str, out: Path, texts: Iterable[str], *, vocab: in
     sizes = SIZES | (sizes or {})
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=sizes["max_position_embeddings"], **special)
     torch.manual_seed(seed)
-    model = (_generative_model(arch, tok.get_vocab_size(), sizes) if arch in GENERATIVE
-             else _model(arch, tok.get_vocab_size()))
+    n_vocab = max(model_vocab or 0, tok.get_vocab_size())
+    model = _generative_model(arch, n_vocab, sizes) if arch in GENERATIVE else _model(arch, n_vocab, sizes)
     out = Path(out)
     model.save_pretrained(out)  # the backbone only: loading for classification adds a new head
     tokenizer.save_pretrained(out)
@@ -165,6 +167,28 @@ def build_plain_tokenizer_backbone(out: Path, texts: Iterable[str], *, vocab: in
     PreTrainedTokenizerFast(tokenizer_object=tok, **special).save_pretrained(out)
     _model("roberta", tok.get_vocab_size()).save_pretrained(out)
     return str(out)
+
+
+# The papers' backbone sizes, with random weights, for benchmarks: (architecture, sizes, vocabulary).
+PRESETS = {
+    "t5-small": ("t5", dict(hidden_size=512, num_hidden_layers=6, num_attention_heads=8, intermediate_size=2048), 32128),
+    "t5-base": ("t5", dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072), 32128),
+    "roberta-large": ("roberta", dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                      intermediate_size=4096, max_position_embeddings=514), 50265),
+    "gpt2": ("gpt2", dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                          max_position_embeddings=1024), 50257),
+}
+
+
+def build_preset(preset: str, out: str | Path, *, data_dir: str | Path | None = None) -> str:
+    """A paper-sized backbone with random weights (``PRESETS``), its tokenizer trained on GLUE text
+    when ``data_dir`` is given, else on a few generated sentences."""
+    if preset not in PRESETS:
+        raise ValueError(f"preset: must be one of {', '.join(PRESETS)} (got {preset!r})")
+    arch, sizes, vocab = PRESETS[preset]
+    texts = (glue_texts(Path(data_dir)) if data_dir else
+             [f"sentence {i} with words {i % 7} and {i % 11} of {i % 13}" for i in range(2000)])
+    return build_tiny_backbone(arch, Path(out), texts, vocab=1000, sizes=SIZES | sizes, model_vocab=vocab)
 
 
 def glue_texts(data_dir: Path, task: str = "RTE", limit: int = 2000) -> list[str]:

@@ -84,3 +84,19 @@ def test_methods_command_marks_inapplicable_methods(plain_backbone):
     assert out.exit_code == 0, out.output
     (pasta,) = [line for line in out.stdout.splitlines() if line.startswith("pasta\t")]
     assert pasta.split("\t")[1] == "n/a" and "not applicable" in pasta
+
+
+def test_peft_keys_are_checked_against_peft_s_own_config(minilm_path):
+    s = parse_spec(spec(minilm_path, {"peft": {"lr": 1e-3, "type": "IA3", "feedforward_modules": [["output.dense"]],
+                                               "target_modules": [["query", "value", "output.dense"]]}}))
+    (_, params), = s.assignments("peft")
+    assert params["type"] == "IA3" and params["target_modules"] == ["query", "value", "output.dense"]
+    cases = [({"type": "IA4"}, r"methods\.peft\.type: unknown peft tuner 'IA4'; did you mean 'IA3'\?"),
+             ({"type": "LORA", "rnak": 8}, r"methods\.peft\.rnak: not a key of peft's LoraConfig; did you mean 'rank'|"
+                                           r"methods\.peft: unknown hyperparameter 'rnak'"),
+             ({"type": "LOHA", "r": 4, "rank_dropout": [2.0]}, r"methods\.peft\.rank_dropout: must be in \[0, 1\)"),
+             ({"type": "LORA", "r": [0]}, r"methods\.peft\.r: must be an integer >= 1 \(got 0\)"),
+             ({"type": "LORA", "use_dora": True, "lora_bias": True}, r"methods\.peft\.type: peft's LoraConfig refuses")]
+    for extra, pattern in cases:
+        with pytest.raises(SpecError, match=pattern):
+            parse_spec(spec(minilm_path, {"peft": {"lr": 1e-3} | extra}))

@@ -21,7 +21,9 @@ def test_bench_methods_prints_a_row_per_method_relative_to_finetune(tmp_path, da
     assert out.exit_code == 0, out.output
     rows = [line for line in out.output.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert [r.split(" | ")[0].strip("| ") for r in rows] == ["finetune", "aot_fc", "ept"]
-    assert rows[0].count("1.00x") == 4 and rows[2].split(" | ")[1] == "192"  # EPT: 3·d, d = 64
+    assert rows[0].count("1.000x [1.000, 1.000]") == 2 and rows[0].count("1.00x") == 2  # finetune is the reference
+    assert rows[2].split(" | ")[1] == "192"  # EPT: 3·d, d = 64
+    assert out.output.count("load average") == 2
     peaks = [float(r.split(" | ")[c]) for r in rows for c in (4, 8)]  # inference and training MiB
     assert all(p > 0 for p in peaks)
 
@@ -51,3 +53,27 @@ def test_live_bytes_counts_each_storage_once():
 def test_bench_rejects_unknown_methods_before_measuring():
     out = CliRunner().invoke(main, ["bench", "methods", "--method", "lroa"])
     assert out.exit_code == 2 and "did you mean 'lora'" in out.output
+
+
+def test_bench_methods_runs_on_t5_and_a_decoder_s_lm_route(tmp_path, data_dir):
+    texts = glue_texts(data_dir, limit=400)
+    for arch, route in (("t5", "auto"), ("gpt2", "lm")):
+        path = build_tiny_backbone(arch, tmp_path / arch, texts, vocab=400)
+        out = CliRunner().invoke(main, ["bench", "methods", "--backbone", path, "--route", route, "--batch", "2",
+                                        "--seq-len", "16", "--repeats", "2", "--device", "cpu",
+                                        "--method", "prompt_tuning:prompt_length=10", "--method", "dept:prompt_length=2"])
+        assert out.exit_code == 0, out.output
+        rows = [line for line in out.output.splitlines() if line.startswith("| ") and "---" not in line][1:]
+        assert [r.split(" | ")[1] for r in rows][1] == str(10 * 64)  # prompt tuning: l·d
+
+
+def test_the_bench_needs_only_torch_transformers_and_peft():
+    """`python -m trainers.bench` runs on a bare GPU machine: the trainers package and the bench
+    import none of the search service's dependencies."""
+    import subprocess
+    import sys
+
+    code = ("import sys, trainers.bench, trainers.methods, trainers.backbone, trainers.lm; "
+            "print([m for m in ('pydantic', 'ray', 'mlflow', 'click', 'optuna', 'sqlalchemy') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -136,6 +136,8 @@ def expected_count(arch, method, bb, m) -> int:
             return c.prompt_length * d + (d * h + h) + (h * d + d) + 2 * d
         case "lora":
             return _lora(bb, c.rank)
+        case "peft":  # at its defaults, peft's own LoRA (r = 8) on peft's default targets: ours
+            return _lora(bb, 8)
         case "bitfit":
             return _bitfit(bb)
         case "adapter":
@@ -160,7 +162,7 @@ def n_params(params) -> int:
 def test_every_method_is_in_the_matrix():
     assert set(METHODS.names()) == {
         "finetune", "prompt_tuning", "p_tuning", "prefix_tuning", "resprompt", "lora", "bitfit", "adapter",
-        "aot_fc", "aot_kron", "ept", "ept_star", "dept", "pasta"}
+        "aot_fc", "aot_kron", "ept", "ept_star", "dept", "pasta", "peft"}
 
 
 @pytest.mark.parametrize("arch, method", pairs())
@@ -346,6 +348,35 @@ def test_the_padding_check_catches_pooling_at_a_pad_position(backbones, padded_r
     assert padding_gap(bb, fmt, model, padded_rows, "right") < 1e-5
     monkeypatch.setattr(trainers.lm, "last_real", lambda mask: torch.full(mask.shape[:1], mask.size(1) - 1))
     assert padding_gap(bb, fmt, model, padded_rows, "right") > 1e-3
+
+
+PEFT_TUNERS = {"IA3": {}, "LOHA": {"r": 4}, "LOKR": {"r": 4}, "VERA": {"r": 4}, "OFT": {"oft_block_size": 16}}
+
+
+@pytest.mark.parametrize("arch", ["bert", "t5", "gpt2-head", "llama-lm"])
+@pytest.mark.parametrize("tuner", PEFT_TUNERS)
+def test_any_peft_tuner_trains_on_every_family_and_reloads(backbones, rte_rows, tmp_path, arch, tuner):
+    params = {"type": tuner, **PEFT_TUNERS[tuner]}
+    bb, m, fmt = setup(backbones, arch, "peft", params=params)
+    if arch.startswith("gpt2") and tuner in ("LOHA", "LOKR", "OFT"):  # these peft tuners cannot wrap Conv1D
+        with pytest.raises(ValueError, match=rf"^backbone: peft's {tuner} cannot be applied"):
+            m.apply(bb)
+        return
+    frozen = [(n, p.detach().clone()) for n, p in bb.model.named_parameters() if n not in bb.head_names]
+    model = train_steps(m, fmt, m.apply(bb), bb, rte_rows, steps=2)
+    own = m.method_parameters(model)
+    assert own and 0 < n_params(own) < sum(p.numel() for _, p in frozen)
+    params_now = dict(bb.model.named_parameters())
+    assert all(torch.equal(params_now[n], before) for n, before in frozen if n in params_now)
+    inputs = batch(bb, fmt, rte_rows, labels=False)
+    with torch.no_grad():
+        expected = scores(fmt, model, inputs)
+    torch.save(m.inference_state(model), tmp_path / "a.pt")
+    bb2, m2, _ = setup(backbones, arch, "peft", params=params, seed=1)
+    fresh = m2.apply(bb2)
+    m2.load_inference_state(fresh, torch.load(tmp_path / "a.pt", weights_only=True))
+    with torch.no_grad():
+        torch.testing.assert_close(scores(fmt, fresh.eval(), inputs), expected, atol=1e-6, rtol=0)
 
 
 def test_pasta_rejects_a_tokenizer_without_special_tokens(backbones):

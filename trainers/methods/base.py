@@ -40,6 +40,15 @@ class Method(ABC):
         return cls(cls.Config(**params))
 
     @classmethod
+    def hyperparameter_names(cls, grid: dict[str, Any]) -> tuple[str, ...]:
+        """The keys a spec may set for this method (besides lr and weight_decay)."""
+        return tuple(getattr(cls.Config, "__dataclass_fields__", {}))
+
+    # A method whose keys are not a fixed dataclass (the peft plugin) validates its own points:
+    # ``validate_params(values) -> params`` raising ValueError("key: rule (got value)").
+    validate_params: ClassVar[Any] = None
+
+    @classmethod
     def check_backbone(cls, config: Any, *, model_config: Any, tokenizer: Any) -> None:
         """Raise ValueError ("field: rule (got value)") if the method cannot apply to a backbone.
 

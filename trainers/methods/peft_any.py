@@ -1,0 +1,140 @@
+"""Any tuner of the ``peft`` library, by name, as one plugin: ``peft: {type: IA3, lr: …, …}``.
+
+PEFT researchers compare against IA3, LoHa, LoKr, VeRA, AdaLoRA, DoRA (``type: LORA`` with
+``use_dora: true``), OFT, BOFT and more; each is peft's own implementation, injected with
+``peft.inject_adapter_in_model`` so the model keeps its task head and every family's posing.
+
+The keys besides ``type`` are checked against peft's own config dataclass for that type (its
+``__post_init__`` runs too), so a typo or a bad value is one line at validation. Target modules
+default to peft's own per-model-type table; where peft has none for a tuner, the family table's
+attention projections (LoRA's targets) are used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any
+
+import torch.nn as nn
+
+from trainers.backbone import Backbone
+from trainers.methods.base import Method, freeze_all_but_head, register_method
+
+# peft's bookkeeping fields, not hyperparameters
+_INTERNAL = {"task_type", "peft_type", "auto_mapping", "peft_version", "base_model_name_or_path", "revision",
+             "inference_mode"}
+
+
+def tuner_configs() -> dict[str, type]:
+    """peft type name -> its config class, for the tuners injected into a model's layers (the
+    prompt-learning ones are peft's forms of methods we have as plugins of our own)."""
+    from peft.config import PromptLearningConfig
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    skip = {"ADAPTION_PROMPT", "XLORA", "POLY"}  # need a model of their own, or several adapters
+    return {str(k.value if hasattr(k, "value") else k): v for k, v in PEFT_TYPE_TO_CONFIG_MAPPING.items()
+            if not issubclass(v, PromptLearningConfig) and str(getattr(k, "value", k)) not in skip}
+
+
+def config_class(kind: Any) -> type:
+    configs = tuner_configs()
+    name = str(kind).upper()
+    if name not in configs:
+        close = difflib.get_close_matches(name, list(configs), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"type: unknown peft tuner {kind!r}{hint} (valid: {', '.join(sorted(configs))})")
+    return configs[name]
+
+
+def option_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.name not in _INTERNAL]
+
+
+@dataclasses.dataclass(frozen=True)
+class PeftPluginConfig:
+    type: str = "LORA"
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def build(self, **extra):
+        """peft's own config object (its __post_init__ checks the values)."""
+        opts = dict(self.options) | extra
+        return config_class(self.type)(**opts)
+
+
+@register_method
+class PeftAny(Method):
+    name = "peft"
+    description = "any tuner of the peft library by name (IA3, LoHa, LoKr, VeRA, AdaLoRA, OFT, DoRA via LORA ...)"
+    Config = PeftPluginConfig
+    search_space = {"lr": [1e-4, 3e-4, 1e-3, 3e-3], "type": ["IA3"]}
+
+    @classmethod
+    def hyperparameter_names(cls, grid: dict[str, Any]) -> tuple[str, ...]:
+        kinds = grid.get("type", ["LORA"])
+        kinds = kinds if isinstance(kinds, list) else [kinds]
+        names = {"type"}
+        for k in kinds:
+            names |= set(option_names(config_class(k)))
+        return tuple(sorted(names))
+
+    @classmethod
+    def validate_params(cls, values: dict[str, Any]) -> dict[str, Any]:
+        kind = values.get("type", "LORA")
+        config_cls = config_class(kind)
+        options = {k: v for k, v in values.items() if k != "type"}
+        valid = option_names(config_cls)
+        for key in options:
+            if key not in valid:
+                close = difflib.get_close_matches(key, valid, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"{key}: not a key of peft's {config_cls.__name__}{hint} (got {options[key]!r})")
+        for key, v in options.items():  # what peft leaves unchecked: ranks and dropout rates
+            bad_number = isinstance(v, bool) or not isinstance(v, (int, float))
+            if key == "r" and (bad_number or v < 1):
+                raise ValueError(f"r: must be an integer >= 1 (got {v!r})")
+            if key.endswith("dropout") and (bad_number or not 0 <= v < 1):
+                raise ValueError(f"{key}: must be in [0, 1) (got {v!r})")
+        try:
+            config_cls(**options)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"type: peft's {config_cls.__name__} refuses these options: "
+                             f"{str(e).splitlines()[0]} (got {options})") from None
+        return {"type": str(kind).upper(), **options}
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], *, training: Any = None) -> "PeftAny":
+        params = dict(params)
+        kind = params.pop("type", "LORA")
+        return cls(PeftPluginConfig(str(kind).upper(), tuple(sorted(params.items()))))
+
+    def apply(self, backbone: Backbone) -> nn.Module:
+        """peft's tuner model wraps the backbone (its forward is the backbone's); keeping the tuner
+        keeps the state some tuners share across layers (VeRA's projections)."""
+        before = {id(p) for p in backbone.model.parameters()}
+        try:
+            try:
+                model = _tuner(self.config.build(), backbone.model)
+            except ValueError as e:
+                if "target_modules" not in str(e) or "target_modules" in dict(self.config.options):
+                    raise
+                # peft has no default targets for this tuner on this model type: the family's
+                model = _tuner(self.config.build(target_modules=list(backbone.arch.lora_targets)), backbone.model)
+        except (TypeError, ValueError) as e:  # e.g. LoHa and LoKr cannot wrap GPT-2's Conv1D
+            raise ValueError(f"backbone: peft's {self.config.type} cannot be applied to this "
+                             f"{backbone.arch.family} backbone: {str(e).splitlines()[0]}") from None
+        # what peft made trainable (VeRA's shared projections stay frozen, as peft has them)
+        own = [p for p in model.parameters() if id(p) not in before and p.requires_grad]
+        freeze_all_but_head(backbone)
+        for p in own:
+            p.requires_grad_(True)
+        self._own = {id(p) for p in own}
+        return model
+
+    def method_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        return [p for p in model.parameters() if id(p) in self._own]
+
+
+def _tuner(config, model: nn.Module) -> nn.Module:
+    from peft.mapping import PEFT_TYPE_TO_TUNER_MAPPING
+
+    return PEFT_TYPE_TO_TUNER_MAPPING[config.peft_type](model, config, adapter_name="default")
