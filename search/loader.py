@@ -56,17 +56,22 @@ def load_yaml(path: Path) -> Any:
     """Parse a spec file, or raise YamlError with the file and the line."""
     data = path.read_bytes()
     text = _decode(path, data)
-    loader = _Loader(text)
-    loader.name = str(path)
+    loader = None
     try:
+        loader = _Loader(text)  # the reader refuses control characters here already
+        loader.name = str(path)
         return loader.get_single_data()
+    except yaml.reader.ReaderError as e:
+        line = text[: e.position].count("\n") + 1
+        raise YamlError(f"{path}:{line}: a spec must not hold control characters, got {chr(e.character)!r}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         problem = " ".join(str(getattr(e, "problem", None) or e).split())
         raise YamlError(f"{path}{where}: not valid YAML: {problem}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _decode(path: Path, data: bytes) -> str:

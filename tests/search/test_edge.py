@@ -20,12 +20,6 @@ DELETE = object()
 PASSWORD = "s3cr3t-Planted-pw"
 
 
-def base_spec(data_dir: Path) -> dict:
-    return {"name": "edge", "backbone": "org/model", "data": {"source": "local", "dir": str(data_dir)},
-            "tasks": ["rte"], "methods": {"finetune": {"lr": [1e-5, 3e-5]}, "lora": {"lr": [1e-4], "rank": [8]}},
-            "seeds": [0, 1], "training": {"max_epochs": 1, "patience": 1}, "tracking": {"uri": "sqlite:///mlflow.db"}}
-
-
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -176,8 +170,8 @@ def fixtures(tmp_path_factory) -> Path:
     return root
 
 
-def spec_bytes(case: Case, data_dir: Path, fixtures: Path, tiny: str = "") -> bytes:
-    raw = json.loads(json.dumps(base_spec(data_dir)))
+def spec_bytes(case: Case, base: dict, fixtures: Path, tiny: str = "") -> bytes:
+    raw = json.loads(json.dumps(base))
     for dotted, value in case.change.items():
         if isinstance(value, str):
             value = value.replace("{fixtures}", str(fixtures)).replace("{tiny}", tiny)
@@ -211,8 +205,8 @@ def refused(args: list[str], cwd: Path, expected: str) -> str:
 
 
 @pytest.mark.parametrize("case", CORPUS, ids=lambda c: c.id)
-def test_corpus_case_is_refused_by_validate_and_run(case, tmp_path, data_dir, fixtures):
-    (tmp_path / "spec.yaml").write_bytes(spec_bytes(case, data_dir, fixtures))
+def test_corpus_case_is_refused_by_validate_and_run(case, tmp_path, data_dir, fixtures, base_spec):
+    (tmp_path / "spec.yaml").write_bytes(spec_bytes(case, base_spec(data_dir), fixtures))
     for command in ("validate", "run"):
         line = refused([command, "spec.yaml"], tmp_path, case.expected)
         assert PASSWORD not in line
@@ -222,8 +216,8 @@ def test_corpus_case_is_refused_by_validate_and_run(case, tmp_path, data_dir, fi
 
 @pytest.mark.xfail(strict=True, reason="position limits against the backbone config are issue 11")
 @pytest.mark.parametrize("case", PENDING, ids=lambda c: c.id)
-def test_pending_corpus_case(case, tmp_path, data_dir, fixtures, tiny_bert):
-    (tmp_path / "spec.yaml").write_bytes(spec_bytes(case, data_dir, fixtures, tiny_bert))
+def test_pending_corpus_case(case, tmp_path, data_dir, fixtures, tiny_bert, base_spec):
+    (tmp_path / "spec.yaml").write_bytes(spec_bytes(case, base_spec(data_dir), fixtures, tiny_bert))
     refused(["validate", "spec.yaml"], tmp_path, case.expected)
 
 
@@ -232,22 +226,22 @@ def test_corpus_covers_every_kind():
 
 
 @pytest.mark.parametrize("case_id", ["duplicate-nested-key", "lr-inf", "tracking-password-masked", "grid-of-1e9-trials"])
-def test_submit_and_resume_share_the_edge(case_id, tmp_path, data_dir, fixtures):
+def test_submit_and_resume_share_the_edge(case_id, tmp_path, data_dir, fixtures, base_spec):
     case = next(c for c in CORPUS if c.id == case_id)
-    (tmp_path / "spec.yaml").write_bytes(spec_bytes(case, data_dir, fixtures))
+    (tmp_path / "spec.yaml").write_bytes(spec_bytes(case, base_spec(data_dir), fixtures))
     refused(["submit", "spec.yaml", "--address", "http://127.0.0.1:9"], tmp_path, case.expected)
     state = tmp_path / "out"
     state.mkdir()
-    spec = yaml.safe_load(spec_bytes(case, data_dir, fixtures)) if case.text is None else None
+    spec = yaml.safe_load(spec_bytes(case, base_spec(data_dir), fixtures)) if case.text is None else None
     if spec is not None:  # resume re-validates the stored spec the same way
         (state / "search.json").write_text(json.dumps({"spec": spec, "ctx": {}, "storage": str(state)}))
         refused(["resume", "out"], tmp_path, case.expected.split(",")[0])
 
 
-def test_the_trial_cap_can_be_raised(tmp_path, data_dir, fixtures):
+def test_the_trial_cap_can_be_raised(tmp_path, data_dir, fixtures, base_spec):
     case = Case("big", "", {"methods": {"finetune": {"lr": [1e-5 * (i + 1) for i in range(400)],
                                                      "weight_decay": [i / 1000 for i in range(300)]}}, "seeds": [0]})
-    (tmp_path / "spec.yaml").write_bytes(spec_bytes(case, data_dir, fixtures))
+    (tmp_path / "spec.yaml").write_bytes(spec_bytes(case, base_spec(data_dir), fixtures))
     refused(["validate", "spec.yaml"], tmp_path, "trials: at most 100,000 per search")
     result = CliRunner().invoke(main, ["validate", str(tmp_path / "spec.yaml"), "--max-trials", "200000"])
     assert result.exit_code == 0, result.output
@@ -255,12 +249,12 @@ def test_the_trial_cap_can_be_raised(tmp_path, data_dir, fixtures):
 
 
 @pytest.mark.parametrize("algorithm", ["random", "optuna"])
-def test_validate_accepts_sampled_specs_with_ranges(algorithm, tmp_path, data_dir, fixtures):
+def test_validate_accepts_sampled_specs_with_ranges(algorithm, tmp_path, data_dir, fixtures, base_spec):
     """The regression: validate expanded every spec as a grid, and refused ranges."""
     case = Case("ok", "", {"search": {"algorithm": algorithm, "num_samples": 3},
                            "methods": {"finetune": {"lr": {"low": 1e-5, "high": 1e-3, "log": True}},
                                        "lora": {"lr": [1e-4, 3e-4], "rank": {"low": 4, "high": 16}}}})
-    (tmp_path / "spec.yaml").write_bytes(spec_bytes(case, data_dir, fixtures))
+    (tmp_path / "spec.yaml").write_bytes(spec_bytes(case, base_spec(data_dir), fixtures))
     result = CliRunner().invoke(main, ["validate", str(tmp_path / "spec.yaml")])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -269,7 +263,7 @@ def test_validate_accepts_sampled_specs_with_ranges(algorithm, tmp_path, data_di
                for line in lines[1:])
 
 
-def test_env_interpolation_and_mlflow_tracking_uri(tmp_path, data_dir, fixtures, monkeypatch):
+def test_env_interpolation_and_mlflow_tracking_uri(tmp_path, data_dir, fixtures, monkeypatch, base_spec):
     from search.spec import load_spec
 
     raw = base_spec(data_dir)
@@ -285,7 +279,7 @@ def test_env_interpolation_and_mlflow_tracking_uri(tmp_path, data_dir, fixtures,
     assert load_spec(tmp_path / "a.yaml").tracking.uri.endswith("x.db")
 
 
-def test_yaml_12_floats_are_floats(tmp_path, data_dir):
+def test_yaml_12_floats_are_floats(tmp_path, data_dir, base_spec):
     """YAML 1.1 reads 1e-5 (no dot) as a string; the loader reads it as YAML 1.2 does."""
     from search.spec import load_spec
 
