@@ -107,14 +107,17 @@ def _out_dir(out: Path) -> Path:
 @main.command()
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--address", envvar="RAY_ADDRESS", help="Join this Ray cluster instead of starting a local one.")
-def resume(out: Path, address: str | None) -> None:
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+              help="The tracking URI again, when it holds a password (search.json keeps it masked).")
+def resume(out: Path, address: str | None, tracking_uri: str | None) -> None:
     """Finish the search whose output directory is OUT, after its driver died."""
+    out = _out_dir(out)
     from rich.console import Console
 
     from search.runner import resume_search
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    result = resume_search(out.resolve(), address=address, console=console)
+    result = resume_search(out, address=address, console=console, tracking_uri=tracking_uri)
     console.print(f"[bold]done[/] in {result.seconds:.0f}s: {result.trials - result.errors} finished, "
                   f"{result.errors} failed; search {result.search_id}")
     if result.errors == result.trials:

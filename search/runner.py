@@ -15,7 +15,8 @@ import yaml
 from search.space import Trial, expand, param_space
 from search import pruning
 from search.progress import Progress
-from search.spec import Spec, parse_spec
+from search.spec import DEFAULT_MAX_TRIALS, Spec, parse_spec
+from search.uris import has_secret, mask
 from trainers.config import TrialConfig
 from tracking import runs
 from tracking.report import write_evp, write_summary
@@ -137,14 +138,23 @@ def open_search(spec: Spec, out_dir: Path) -> tuple[SearchContext, Path]:
     parent = runs.start_parent_run(client, exp_id, search_id=search_id, tags={
         "peftsearch.algorithm": spec.search.algorithm, "peftsearch.backbone": spec.backbone,
         "peftsearch.tasks": ",".join(spec.tasks), "peftsearch.methods": ",".join(spec.methods)})
-    client.log_text(parent, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), "spec.yaml")
+    client.log_text(parent, yaml.safe_dump(stored_spec(spec), sort_keys=False), "spec.yaml")
     ctx = SearchContext(spec.tracking.uri, exp_id, parent, search_id, threads=max(1, int(spec.resources.cpu)),
                         cpus=spec.resources.cpu, gpus=spec.resources.gpu)
     storage = (out_dir / "ray").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / STATE_FILE).write_text(json.dumps({"spec": spec.model_dump(mode="json"), "ctx": dataclasses.asdict(ctx),
-                                                  "storage": str(storage)}, indent=1))
+    state = {"spec": stored_spec(spec), "ctx": dataclasses.asdict(ctx) | {"tracking_uri": mask(ctx.tracking_uri)},
+             "storage": str(storage), "max_trials": max(DEFAULT_MAX_TRIALS, spec.trial_count())}
+    (out_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
     return ctx, storage
+
+
+def stored_spec(spec: Spec) -> dict:
+    """The spec as we store it (spec.yaml artifact, search.json, a job's package): its tracking
+    URI's password masked. `resume` asks for the URI again (--tracking-uri, MLFLOW_TRACKING_URI)."""
+    raw = spec.model_dump(mode="json")
+    raw["tracking"]["uri"] = mask(spec.tracking.uri)
+    return raw
 
 
 def build_tuner(spec: Spec, ctx: SearchContext, *, out_dir: Path, storage: Path, console=None):
@@ -168,15 +178,38 @@ def build_tuner(spec: Spec, ctx: SearchContext, *, out_dir: Path, storage: Path,
     )
 
 
-def resume_search(out_dir: Path, *, address: str | None = None, console=None) -> SearchOutcome:
-    """Finish a search whose driver died, from the Tune state under OUT/ray and OUT/search.json."""
-    from ray import tune
-
+def load_state(out_dir: Path, tracking_uri: str | None = None) -> tuple[Spec, SearchContext, dict]:
+    """OUT/search.json, validated by the same edge as a spec; the tracking URI given again when
+    the stored one had its password masked."""
     state_file = out_dir / STATE_FILE
     if not state_file.is_file():
         raise ValueError(f"out: no {STATE_FILE} here; is this a search's output directory? (got {str(out_dir)!r})")
-    state = json.loads(state_file.read_text())
-    spec, ctx = parse_spec(state["spec"], source=str(state_file)), SearchContext(**state["ctx"])
+    try:
+        state = json.loads(state_file.read_text())
+        raw, stored_ctx = dict(state["spec"]), dict(state["ctx"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"out: {STATE_FILE} is not a search's state ({type(e).__name__}: {e})") from None
+    uri = tracking_uri or raw.get("tracking", {}).get("uri", "")
+    if "***" in uri:
+        raise ValueError("tracking.uri: search.json keeps the URI without its password; give it again with "
+                         f"--tracking-uri or MLFLOW_TRACKING_URI (got {uri!r})")
+    raw["tracking"] = {"uri": uri}
+    spec = parse_spec(raw, source=str(state_file), max_trials=state.get("max_trials", DEFAULT_MAX_TRIALS))
+    try:
+        ctx = SearchContext(**(stored_ctx | {"tracking_uri": spec.tracking.uri}))
+    except TypeError as e:
+        raise ValueError(f"out: {STATE_FILE} is not a search's state ({e})") from None
+    return spec, ctx, state
+
+
+def resume_search(out_dir: Path, *, address: str | None = None, console=None,
+                  tracking_uri: str | None = None) -> SearchOutcome:
+    """Finish a search whose driver died, from the Tune state under OUT/ray and OUT/search.json."""
+    spec, ctx, state = load_state(out_dir, tracking_uri)
+    from ray import tune
+
+    pruning.remember_uri(spec.tracking.uri)  # the restored callbacks hold it masked
+
     path = str(Path(state["storage"]) / ctx.search_id)
     _init_ray(address)
     if not tune.Tuner.can_restore(path):
