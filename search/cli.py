@@ -30,6 +30,13 @@ class _Cli(click.Group):
             return super().invoke(ctx)
         except ValueError as e:
             fail(e)
+        except RuntimeError as e:
+            from search.runner import RayStartError  # raised only once the runner is imported
+
+            if not isinstance(e, RayStartError):
+                raise
+            click.echo(f"peftsearch: error: {e}", err=True)
+            sys.exit(1)
         except LookupError as e:
             from tracking.store import NoRunsError
 

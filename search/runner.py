@@ -125,8 +125,8 @@ def _free_accelerator_memory(torch) -> None:
 
 def run_search(spec: Spec, *, out_dir: Path, address: str | None = None, console=None) -> SearchOutcome:
     start = time.monotonic()
+    _init_ray(address)  # before the search's runs exist: a Ray that does not start leaves nothing RUNNING
     ctx, storage = open_search(spec, out_dir)
-    _init_ray(address)
     return _finish(spec, build_tuner(spec, ctx, out_dir=out_dir, storage=storage, console=console), ctx, out_dir, start)
 
 
@@ -284,6 +284,14 @@ def _artifact_location(uri: str, name: str) -> str | None:
     return None
 
 
+RAY_START_TIMEOUT_ENV = "PEFTSEARCH_RAY_START_TIMEOUT"  # seconds; a loaded machine needs more than Ray's 30
+RAY_START_TIMEOUT = 180.0
+
+
+class RayStartError(RuntimeError):
+    """The embedded Ray did not come up. str() is one line."""
+
+
 def _init_ray(address: str | None) -> None:
     import ray
 
@@ -292,8 +300,46 @@ def _init_ray(address: str | None) -> None:
     # Metrics live in MLflow, so Tune's per-trial result files are off (less overhead per trial);
     # its result grid then warns, once per trial, that it found no result.json. Expected: hide it.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    if not ray.is_initialized():
-        # "local": without --address, start our own instance; ray.init(None) would join any cluster
-        # it finds running on this machine.
-        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING, configure_logging=True)
+    if ray.is_initialized():
+        return
+    kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
+    if address:
+        ray.init(address=address, **kwargs)
+        return
+    # "local": start our own instance (ray.init(None) would join any cluster running here), bound
+    # to loopback only. Ray turns a 127.0.0.1 node address into the machine's address unless it
+    # runs single-node, which its RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 switch selects (on Linux too).
+    _single_node_ray()
+    _start_with_patience(lambda: ray.init(address="local", _node_ip_address="127.0.0.1", **kwargs))
+
+
+def _single_node_ray() -> None:
+    import ray._private.ray_constants as constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # for Ray's own processes
+    constants.ENABLE_RAY_CLUSTER = False  # read at import: this process imported Ray already
+
+
+def _start_with_patience(start) -> None:
+    """Ray waits a fixed 30 s for its raylet; under load that is not enough. Retry until
+    PEFTSEARCH_RAY_START_TIMEOUT seconds (default 180) have passed, then say so in one line."""
+    import ray
+
+    try:
+        budget = float(os.environ.get(RAY_START_TIMEOUT_ENV, RAY_START_TIMEOUT))
+    except ValueError:
+        raise ValueError(f"{RAY_START_TIMEOUT_ENV}: must be a number of seconds "
+                         f"(got {os.environ[RAY_START_TIMEOUT_ENV]!r})") from None
+    deadline = time.monotonic() + budget
+    while True:
+        try:
+            start()
+            return
+        except Exception as e:  # Ray raises bare Exception / RuntimeError / ConnectionError here
+            if ray.is_initialized():
+                ray.shutdown()
+            if time.monotonic() >= deadline:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise RayStartError(f"ray: the local Ray did not start within {budget:.0f} s ({first}); the machine "
+                                    f"may be overloaded: set {RAY_START_TIMEOUT_ENV}=SECONDS to wait longer") from None
+            log.warning("Ray did not start (%s); retrying", str(e).splitlines()[0] if str(e) else type(e).__name__)
