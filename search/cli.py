@@ -78,7 +78,12 @@ def _load(spec: str, data_dir: str | None, tracking_uri: str | None, max_trials:
 @click.option("--out", type=click.Path(path_type=Path), help="Output directory [default: peftsearch-out/NAME].")
 def run(spec: str, data_dir: str | None, tracking_uri: str | None, max_trials: int | None, address: str | None,
         out: Path | None) -> None:
-    """Run the search a SPEC (a YAML path or a bundled spec name) describes."""
+    """Run the search a SPEC (a YAML path or a bundled spec name) describes.
+
+    \b
+    Exit status: 0 every trial finished; 3 completed with failed trials;
+    1 every trial failed, or the driver failed; 2 a bad input; 130/143
+    stopped by Ctrl-C/SIGTERM (prints the `peftsearch resume` command)."""
     s = _load(spec, data_dir, tracking_uri, max_trials)  # everything is validated before Ray or MLflow start
     out = _out_dir(out or Path("peftsearch-out") / s.name)
     from rich.console import Console
@@ -88,16 +93,27 @@ def run(spec: str, data_dir: str | None, tracking_uri: str | None, max_trials: i
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     console.print(f"[bold]{s.name}[/]: {s.trial_count()} trials on {s.backbone} → {mask(s.tracking.uri)}")
-    result = run_search(s, out_dir=out, address=address, console=console)
+    _report(console, s.tracking.uri, lambda: run_search(s, out_dir=out, address=address, console=console))
+
+
+def _report(console, uri: str, search) -> None:
+    """Run a search; print what it did and wrote; exit with a status that says how it ended."""
+    from search.runner import DriverStopped
+    from search.uris import mask
+
+    try:
+        result = search()
+    except DriverStopped as e:
+        click.echo(f"peftsearch: {e}", err=True)
+        sys.exit(e.exit_code)
     console.print(f"[bold]done[/] in {result.seconds:.0f}s: {result.trials - result.errors} finished, "
                   f"{result.errors} failed; search {result.search_id}")
     for f in result.outputs:
         console.print(f"  wrote {f}")
-    served = s.tracking.uri.startswith(("http://", "https://"))  # an MLflow server: its UI is already up
-    uri = mask(s.tracking.uri)
-    console.print(f"MLflow UI: {uri}" if served else f"MLflow UI: mlflow ui --backend-store-uri {uri}")
-    if result.errors == result.trials:
-        sys.exit(1)
+    served = uri.startswith(("http://", "https://"))  # an MLflow server: its UI is already up
+    console.print(f"MLflow UI: {mask(uri)}" if served else f"MLflow UI: mlflow ui --backend-store-uri {mask(uri)}")
+    if result.errors:
+        sys.exit(1 if result.errors == result.trials else 3)
 
 
 def _out_dir(out: Path) -> Path:
@@ -123,12 +139,12 @@ def resume(out: Path, address: str | None, tracking_uri: str | None) -> None:
 
     from search.runner import resume_search
 
+    from search.runner import load_state
+
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    result = resume_search(out, address=address, console=console, tracking_uri=tracking_uri)
-    console.print(f"[bold]done[/] in {result.seconds:.0f}s: {result.trials - result.errors} finished, "
-                  f"{result.errors} failed; search {result.search_id}")
-    if result.errors == result.trials:
-        sys.exit(1)
+    spec = load_state(out, tracking_uri)[0]  # the edge, before Ray starts
+    _report(console, spec.tracking.uri,
+            lambda: resume_search(out, address=address, console=console, tracking_uri=tracking_uri))
 
 
 _JOBS_ADDRESS = click.option("--address", envvar="RAY_API_SERVER_ADDRESS", required=True,
@@ -240,6 +256,7 @@ def evp(tracking_uri, experiments, out, tasks, methods, backbones, tags, group_b
     for f in write_evp(tracking_uri, sel, out, options=options, formats=tuple(formats) or EVP_FORMATS,
                        log_to_parent=log_to_parent):
         click.echo(f"wrote {f}")
+    _note_incomplete(tracking_uri, experiments)
 
 
 @main.command()
@@ -256,6 +273,24 @@ def summary(tracking_uri, experiments, out, tasks, methods, backbones, tags, gro
     for f in write_summary(tracking_uri, sel, out, score=score, formats=tuple(formats) or SUMMARY_FORMATS,
                            log_to_parent=log_to_parent):
         click.echo(f"wrote {f}")
+    _note_incomplete(tracking_uri, experiments)
+
+
+def _note_incomplete(uri: str, experiments) -> None:
+    """One stderr line per search (parent run) that did not complete: the figures above use its
+    finished trials only."""
+    from tracking.runs import INCOMPLETE_TAG, client, tag
+
+    c = client(uri)
+    for name in experiments:
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            continue
+        for r in c.search_runs([exp.experiment_id], f"tags.`{tag('role')}` = 'search'", max_results=10000):
+            why = r.data.tags.get(INCOMPLETE_TAG)
+            if r.info.status in ("RUNNING", "KILLED") or (why not in (None, "false")):
+                click.echo(f"peftsearch: note: search {r.info.run_name} of {name} is incomplete "
+                           f"({why or r.info.status}); these figures use its finished trials only", err=True)
 
 
 @main.group()
