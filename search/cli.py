@@ -1,4 +1,8 @@
-"""The ``peftsearch`` command."""
+"""The ``peftsearch`` command.
+
+Imports stay inside the commands: ``--help`` loads click alone, ``validate`` and ``tasks`` never
+load MLflow, Ray or transformers (``peftsearch bench cli`` measures it).
+"""
 from __future__ import annotations
 
 import sys
@@ -6,23 +10,39 @@ from pathlib import Path
 
 import click
 
-from search.spec import SpecError, load_spec
-
 DATA_DIR_HELP = "Read GLUE/SuperGLUE from this directory (released layout) instead of the hub."
 
 
+def fail(message: object) -> None:
+    """One line on stderr, ``peftsearch: error: FIELD: rule, got VALUE``, and exit 2."""
+    from search.spec import one_line
+
+    click.echo(f"peftsearch: error: {one_line(message)}", err=True)
+    sys.exit(2)
+
+
 class _Cli(click.Group):
-    """Known user errors become one line on stderr and exit 2, with no traceback."""
+    """Known user errors (ValueError: SpecError, DataError, ...; NoRunsError) become one line on
+    stderr and exit 2, with no traceback."""
 
     def invoke(self, ctx):
-        from trainers.tasks import DataError
-        from tracking.store import NoRunsError
-
         try:
             return super().invoke(ctx)
-        except (SpecError, DataError, NoRunsError, ValueError) as e:
+        except ValueError as e:
+            fail(e)
+        except RuntimeError as e:
+            from search.runner import RayStartError  # raised only once the runner is imported
+
+            if not isinstance(e, RayStartError):
+                raise
             click.echo(f"peftsearch: error: {e}", err=True)
-            sys.exit(2)
+            sys.exit(1)
+        except LookupError as e:
+            from tracking.store import NoRunsError
+
+            if not isinstance(e, NoRunsError):
+                raise
+            fail(e)
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,61 +51,100 @@ def main() -> None:
 
 
 def _spec_options(f):
-    f = click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", type=click.Path(), help=DATA_DIR_HELP)(f)
-    f = click.option("--tracking-uri", help="Override tracking.uri (sqlite:///..., postgresql://..., http://...).")(f)
+    f = click.option("--max-trials", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Allow a search of up to N trials [default: 100,000].")(f)
+    f = click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", help=DATA_DIR_HELP)(f)
+    f = click.option("--tracking-uri", help="Override tracking.uri (sqlite:///..., postgresql://..., http://...); "
+                                            "without it and without tracking.uri, MLFLOW_TRACKING_URI.")(f)
     return click.argument("spec")(f)
 
 
-def _load(spec: str, data_dir: str | None, tracking_uri: str | None):
+def _load(spec: str, data_dir: str | None, tracking_uri: str | None, max_trials: int | None = None):
+    """The one validation pass (search/spec.py), with the command line's overrides."""
+    from search.paths import checked_path
+    from search.spec import DEFAULT_MAX_TRIALS, load_spec
+
     overrides = {}
     if data_dir:
-        overrides |= {"data.source": "local", "data.dir": str(Path(data_dir).expanduser().resolve())}
+        overrides |= {"data.source": "local", "data.dir": str(checked_path("data.dir", data_dir).resolve())}
     if tracking_uri:
         overrides["tracking.uri"] = tracking_uri
-    return load_spec(spec, overrides=overrides)
+    return load_spec(spec, overrides=overrides, max_trials=max_trials or DEFAULT_MAX_TRIALS)
 
 
 @main.command()
 @_spec_options
 @click.option("--address", envvar="RAY_ADDRESS", help="Join this Ray cluster instead of starting a local one.")
 @click.option("--out", type=click.Path(path_type=Path), help="Output directory [default: peftsearch-out/NAME].")
-def run(spec: str, data_dir: str | None, tracking_uri: str | None, address: str | None, out: Path | None) -> None:
-    """Run the search a SPEC (a YAML path or a bundled spec name) describes."""
+def run(spec: str, data_dir: str | None, tracking_uri: str | None, max_trials: int | None, address: str | None,
+        out: Path | None) -> None:
+    """Run the search a SPEC (a YAML path or a bundled spec name) describes.
+
+    \b
+    Exit status: 0 every trial finished; 3 completed with failed trials;
+    1 every trial failed, or the driver failed; 2 a bad input; 130/143
+    stopped by Ctrl-C/SIGTERM (prints the `peftsearch resume` command)."""
+    s = _load(spec, data_dir, tracking_uri, max_trials)  # everything is validated before Ray or MLflow start
+    out = _out_dir(out or Path("peftsearch-out") / s.name)
     from rich.console import Console
 
     from search.runner import run_search
-    from search.space import trial_count
+    from search.uris import mask
 
-    s = _load(spec, data_dir, tracking_uri)  # everything is validated before Ray or MLflow start
-    out = (out or Path("peftsearch-out") / s.name).resolve()
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    console.print(f"[bold]{s.name}[/]: {trial_count(s)} trials on {s.backbone} → {s.tracking.uri}")
-    result = run_search(s, out_dir=out, address=address, console=console)
+    console.print(f"[bold]{s.name}[/]: {s.trial_count()} trials on {s.backbone} → {mask(s.tracking.uri)}")
+    _report(console, s.tracking.uri, lambda: run_search(s, out_dir=out, address=address, console=console))
+
+
+def _report(console, uri: str, search) -> None:
+    """Run a search; print what it did and wrote; exit with a status that says how it ended."""
+    from search.runner import DriverStopped
+    from search.uris import mask
+
+    try:
+        result = search()
+    except DriverStopped as e:
+        click.echo(f"peftsearch: {e}", err=True)
+        sys.exit(e.exit_code)
     console.print(f"[bold]done[/] in {result.seconds:.0f}s: {result.trials - result.errors} finished, "
                   f"{result.errors} failed; search {result.search_id}")
     for f in result.outputs:
         console.print(f"  wrote {f}")
-    served = s.tracking.uri.startswith(("http://", "https://"))  # an MLflow server: its UI is already up
-    console.print(f"MLflow UI: {s.tracking.uri}" if served else f"MLflow UI: mlflow ui --backend-store-uri {s.tracking.uri}")
-    if result.errors == result.trials:
-        sys.exit(1)
+    served = uri.startswith(("http://", "https://"))  # an MLflow server: its UI is already up
+    console.print(f"MLflow UI: {mask(uri)}" if served else f"MLflow UI: mlflow ui --backend-store-uri {mask(uri)}")
+    if result.errors:
+        sys.exit(1 if result.errors == result.trials else 3)
+
+
+def _out_dir(out: Path) -> Path:
+    """--out, checked like a spec path: not a file, no over-long name, no unknown ~user."""
+    from search.paths import checked_path, probe
+
+    path = checked_path("out", str(out)).resolve()
+    kind = probe(path, str(out))
+    if kind not in (None, "dir"):
+        raise ValueError(f"out: must be a directory, got a {kind} {str(out)!r}")
+    return path
 
 
 @main.command()
 @click.argument("out", type=click.Path(path_type=Path))
 @click.option("--address", envvar="RAY_ADDRESS", help="Join this Ray cluster instead of starting a local one.")
-def resume(out: Path, address: str | None) -> None:
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
+              help="The tracking URI again, when it holds a password (search.json keeps it masked).")
+def resume(out: Path, address: str | None, tracking_uri: str | None) -> None:
     """Finish the search whose output directory is OUT, after its driver died."""
+    out = _out_dir(out)
     from rich.console import Console
 
     from search.runner import resume_search
 
+    from search.runner import load_state
+
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    result = resume_search(out.resolve(), address=address, console=console)
-    console.print(f"[bold]done[/] in {result.seconds:.0f}s: {result.trials - result.errors} finished, "
-                  f"{result.errors} failed; search {result.search_id}")
-    if result.errors == result.trials:
-        sys.exit(1)
+    spec = load_state(out, tracking_uri)[0]  # the edge, before Ray starts
+    _report(console, spec.tracking.uri,
+            lambda: resume_search(out, address=address, console=console, tracking_uri=tracking_uri))
 
 
 _JOBS_ADDRESS = click.option("--address", envvar="RAY_API_SERVER_ADDRESS", required=True,
@@ -96,11 +155,12 @@ _JOBS_ADDRESS = click.option("--address", envvar="RAY_API_SERVER_ADDRESS", requi
 @_spec_options
 @_JOBS_ADDRESS
 @click.option("--out", help="Output directory on the head node [default: ~/peftsearch-out/NAME there].")
-def submit(spec: str, data_dir: str | None, tracking_uri: str | None, address: str, out: str | None) -> None:
+def submit(spec: str, data_dir: str | None, tracking_uri: str | None, max_trials: int | None, address: str,
+           out: str | None) -> None:
     """Submit the search SPEC to a Ray cluster as a job; prints the job id."""
+    s = _load(spec, data_dir, tracking_uri, max_trials)
     from search import jobs
 
-    s = _load(spec, data_dir, tracking_uri)
     jobs.check_cluster_tracking(s)  # before contacting the cluster
     click.echo(jobs.submit(s, address=address, out=out))
 
@@ -137,15 +197,15 @@ def stop(job: str, address: str) -> None:
 
 @main.command()
 @_spec_options
-def validate(spec: str, data_dir: str | None, tracking_uri: str | None) -> None:
-    """Check a SPEC and print the trials it expands to, without running anything."""
-    from search.space import expand
+def validate(spec: str, data_dir: str | None, tracking_uri: str | None, max_trials: int | None) -> None:
+    """Check a SPEC and print the trials it expands to (a grid) or samples (random, optuna),
+    without running anything."""
+    from search.space import describe
 
-    s = _load(spec, data_dir, tracking_uri)
-    trials = expand(s)
-    click.echo(f"{s.name}: valid, {len(trials)} trials")
-    for t in trials:
-        click.echo(f"  {t.name}")
+    s = _load(spec, data_dir, tracking_uri, max_trials)
+    click.echo(f"{s.name}: valid, {s.trial_count()} trials")
+    for line in describe(s):
+        click.echo(f"  {line}")
 
 
 def _analysis_options(f):
@@ -196,6 +256,7 @@ def evp(tracking_uri, experiments, out, tasks, methods, backbones, tags, group_b
     for f in write_evp(tracking_uri, sel, out, options=options, formats=tuple(formats) or EVP_FORMATS,
                        log_to_parent=log_to_parent):
         click.echo(f"wrote {f}")
+    _note_incomplete(tracking_uri, experiments)
 
 
 @main.command()
@@ -212,6 +273,24 @@ def summary(tracking_uri, experiments, out, tasks, methods, backbones, tags, gro
     for f in write_summary(tracking_uri, sel, out, score=score, formats=tuple(formats) or SUMMARY_FORMATS,
                            log_to_parent=log_to_parent):
         click.echo(f"wrote {f}")
+    _note_incomplete(tracking_uri, experiments)
+
+
+def _note_incomplete(uri: str, experiments) -> None:
+    """One stderr line per search (parent run) that did not complete: the figures above use its
+    finished trials only."""
+    from tracking.runs import INCOMPLETE_TAG, client, tag
+
+    c = client(uri)
+    for name in experiments:
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            continue
+        for r in c.search_runs([exp.experiment_id], f"tags.`{tag('role')}` = 'search'", max_results=10000):
+            why = r.data.tags.get(INCOMPLETE_TAG)
+            if r.info.status in ("RUNNING", "KILLED") or (why not in (None, "false")):
+                click.echo(f"peftsearch: note: search {r.info.run_name} of {name} is incomplete "
+                           f"({why or r.info.status}); these figures use its finished trials only", err=True)
 
 
 @main.group()
@@ -309,6 +388,15 @@ def bench_convergence_cmd(task, backbone, data_dir, train_examples, eval_example
                            train_examples=train_examples, eval_examples=eval_examples, epochs=epochs,
                            eval_every=eval_every):
         click.echo(format_convergence_row(row))
+
+
+@bench.command("cli")
+@click.option("--repeats", default=3, show_default=True, help="Runs per command (the median is shown).")
+def bench_cli_cmd(repeats: int) -> None:
+    """CPU seconds of `--help`, `tasks` and `validate` on a 10,000-trial grid, each a fresh process."""
+    from search.bench_cli import run_bench, table
+
+    click.echo(table(run_bench(repeats=repeats)))
 
 
 @bench.command("search")

@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from search.spec import Spec
+from search.uris import mask
 
 # Set on this machine, these matter to the job too (offline hub, no telemetry).
 AGENT_RETRIES = 30
@@ -24,7 +25,7 @@ def check_cluster_tracking(spec: Spec) -> None:
     """Trials on other nodes cannot share a SQLite file: a cluster needs a server or a database."""
     if spec.tracking.uri.startswith("sqlite:"):
         raise ValueError(f"tracking.uri: a Ray cluster's trials run on other nodes and cannot share a SQLite file; "
-                         f"use an MLflow server (http://HOST:5000) or postgresql://... (got {spec.tracking.uri!r})")
+                         f"use an MLflow server (http://HOST:5000) or postgresql://... (got {mask(spec.tracking.uri)!r})")
 
 
 def _client(address: str):
@@ -38,15 +39,22 @@ def _client(address: str):
 
 
 def submit(spec: Spec, *, address: str, out: str | None = None) -> str:
+    from search.runner import stored_spec
+    from search.uris import has_secret
+
     check_cluster_tracking(spec)
     client = _client(address)
+    env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+    raw = stored_spec(spec)
+    if has_secret(spec.tracking.uri):  # the package holds no password: the job's environment does
+        raw["tracking"]["uri"] = "${MLFLOW_TRACKING_URI}"
+        env["MLFLOW_TRACKING_URI"] = spec.tracking.uri
     with tempfile.TemporaryDirectory(prefix="peftsearch-job-") as tmp:
-        Path(tmp, "spec.yaml").write_text(yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False))
+        Path(tmp, "spec.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
         # The driver leaves the working_dir at once: Ray may delete it while the job still runs
         # (seen here when a worker node died), and the output directory must outlive the job.
         target = shlex.quote(out) if out else f"$HOME/peftsearch-out/{spec.name}"  # the name is [A-Za-z0-9_.-]
         cmd = f"mkdir -p {target} && cp spec.yaml {target}/spec.yaml && cd {target} && python -m search.cli run spec.yaml --out ."
-        env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
         for attempt in range(AGENT_RETRIES):
             try:
                 return client.submit_job(entrypoint=cmd, runtime_env={"working_dir": tmp, "env_vars": env},

@@ -56,7 +56,9 @@ class Progress(tune.Callback):
 
 def _last_error_line(trial) -> str:
     try:
+        from search.uris import redact
+
         lines = [ln for ln in Path(trial.error_file).read_text().splitlines() if ln.strip()]
-        return lines[-1][:300]
+        return redact(lines[-1][:300])
     except Exception:  # the error file is best-effort display only
         return "see the trial's error file"

@@ -31,17 +31,29 @@ def scheduler(c: SchedulerConfig):
     return SCHEDULERS[c.name](c)
 
 
+_URIS: dict[str, str] = {}  # masked tracking URI -> the real one, in this driver process only
+
+
+def remember_uri(uri: str) -> str:
+    """Tune pickles callbacks into OUT/ray/.../tuner.pkl: they keep the masked URI, and look the
+    real one up here (`resume` remembers it again before restoring)."""
+    from search.uris import mask
+
+    _URIS[mask(uri)] = uri
+    return mask(uri)
+
+
 class PrunedRuns(tune.Callback):
     """On the driver: a trial that completed without its trainable returning (its last result is
     not ``done``) was stopped by the scheduler. Mark its run pruned, in case the trial's thread
     was ended before it could do so itself."""
 
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str) -> None:
-        self.uri, self.experiment_id, self.parent = tracking_uri, experiment_id, parent_run_id
+        self.uri, self.experiment_id, self.parent = remember_uri(tracking_uri), experiment_id, parent_run_id
         self.pruned: list[str] = []
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         if (trial.last_result or {}).get("done"):
             return
         self.pruned.append(trial.trial_id)
-        runs.mark_pruned(runs.client(self.uri), self.experiment_id, self.parent, trial.trial_id)
+        runs.mark_pruned(runs.client(_URIS.get(self.uri, self.uri)), self.experiment_id, self.parent, trial.trial_id)

@@ -15,7 +15,8 @@ import yaml
 from search.space import Trial, expand, param_space
 from search import pruning
 from search.progress import Progress
-from search.spec import Spec, parse_spec
+from search.spec import DEFAULT_MAX_TRIALS, Spec, parse_spec
+from search.uris import has_secret, mask
 from trainers.config import TrialConfig
 from tracking import runs
 from tracking.report import write_evp, write_summary
@@ -47,6 +48,56 @@ class SearchOutcome:
     errors: int
     seconds: float
     outputs: list[Path]
+    unfinished: int = 0  # trials neither finished nor failed: the driver was stopped (resume them)
+
+
+class DriverStopped(Exception):
+    """The driver stopped before the search ended (Ctrl-C, SIGTERM, an error of ours); the runs it
+    owned are KILLED and `peftsearch resume OUT` finishes the search. str() is one line."""
+
+    def __init__(self, message: str, out_dir: Path, exit_code: int) -> None:
+        super().__init__(f"{message}; resume with: peftsearch resume {out_dir}")
+        self.exit_code = exit_code
+
+
+_STOP_SIGNAL: list[int] = []
+_STOP_AT: list[float] = []  # when the first stop signal came (epoch seconds)
+
+
+def _on_sigterm(signum, frame):
+    """SIGTERM stops the search as Ctrl-C does: Tune's SIGINT handler ends the run, saving its
+    state with the running trials still running (so `resume` restarts them)."""
+    import signal
+
+    _STOP_SIGNAL.append(signum)
+    _STOP_AT.append(time.time())
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+def _on_sigint(signum, frame):
+    """Ours while Tune's is not installed, and again once Tune's has fired (Tune restores the
+    handler it found): so a second Ctrl-C interrupts at once."""
+    _STOP_SIGNAL.append(signum)
+    _STOP_AT.append(time.time())
+    raise KeyboardInterrupt
+
+
+def _install_stop_handlers() -> bool:
+    import signal
+
+    try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGINT, _on_sigint)
+        return True
+    except ValueError:  # not the main thread (an embedding program): leave its handlers alone
+        return False
+
+
+def _interrupted(handlers: bool) -> bool:
+    """Did Tune's SIGINT handler end the run? It puts ours back when it fires."""
+    import signal
+
+    return bool(_STOP_SIGNAL) or (handlers and signal.getsignal(signal.SIGINT) is _on_sigint)
 
 
 class TrialReporter:
@@ -127,8 +178,8 @@ def _free_accelerator_memory(torch) -> None:
 
 def run_search(spec: Spec, *, out_dir: Path, address: str | None = None, console=None) -> SearchOutcome:
     start = time.monotonic()
+    _init_ray(address)  # before the search's runs exist: a Ray that does not start leaves nothing RUNNING
     ctx, storage = open_search(spec, out_dir)
-    _init_ray(address)
     return _finish(spec, build_tuner(spec, ctx, out_dir=out_dir, storage=storage, console=console), ctx, out_dir, start)
 
 
@@ -140,14 +191,23 @@ def open_search(spec: Spec, out_dir: Path) -> tuple[SearchContext, Path]:
     parent = runs.start_parent_run(client, exp_id, search_id=search_id, tags={
         "peftsearch.algorithm": spec.search.algorithm, "peftsearch.backbone": spec.backbone,
         "peftsearch.tasks": ",".join(spec.tasks), "peftsearch.methods": ",".join(spec.methods)})
-    client.log_text(parent, yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False), "spec.yaml")
+    client.log_text(parent, yaml.safe_dump(stored_spec(spec), sort_keys=False), "spec.yaml")
     ctx = SearchContext(spec.tracking.uri, exp_id, parent, search_id, threads=max(1, int(spec.resources.cpu)),
                         cpus=spec.resources.cpu, gpus=spec.resources.gpu)
     storage = (out_dir / "ray").resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / STATE_FILE).write_text(json.dumps({"spec": spec.model_dump(mode="json"), "ctx": dataclasses.asdict(ctx),
-                                                  "storage": str(storage)}, indent=1))
+    state = {"spec": stored_spec(spec), "ctx": dataclasses.asdict(ctx) | {"tracking_uri": mask(ctx.tracking_uri)},
+             "storage": str(storage), "max_trials": max(DEFAULT_MAX_TRIALS, spec.trial_count())}
+    (out_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
     return ctx, storage
+
+
+def stored_spec(spec: Spec) -> dict:
+    """The spec as we store it (spec.yaml artifact, search.json, a job's package): its tracking
+    URI's password masked. `resume` asks for the URI again (--tracking-uri, MLFLOW_TRACKING_URI)."""
+    raw = spec.model_dump(mode="json")
+    raw["tracking"]["uri"] = mask(spec.tracking.uri)
+    return raw
 
 
 def build_tuner(spec: Spec, ctx: SearchContext, *, out_dir: Path, storage: Path, console=None):
@@ -171,15 +231,38 @@ def build_tuner(spec: Spec, ctx: SearchContext, *, out_dir: Path, storage: Path,
     )
 
 
-def resume_search(out_dir: Path, *, address: str | None = None, console=None) -> SearchOutcome:
-    """Finish a search whose driver died, from the Tune state under OUT/ray and OUT/search.json."""
-    from ray import tune
-
+def load_state(out_dir: Path, tracking_uri: str | None = None) -> tuple[Spec, SearchContext, dict]:
+    """OUT/search.json, validated by the same edge as a spec; the tracking URI given again when
+    the stored one had its password masked."""
     state_file = out_dir / STATE_FILE
     if not state_file.is_file():
         raise ValueError(f"out: no {STATE_FILE} here; is this a search's output directory? (got {str(out_dir)!r})")
-    state = json.loads(state_file.read_text())
-    spec, ctx = parse_spec(state["spec"], source=str(state_file)), SearchContext(**state["ctx"])
+    try:
+        state = json.loads(state_file.read_text())
+        raw, stored_ctx = dict(state["spec"]), dict(state["ctx"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"out: {STATE_FILE} is not a search's state ({type(e).__name__}: {e})") from None
+    uri = tracking_uri or raw.get("tracking", {}).get("uri", "")
+    if "***" in uri:
+        raise ValueError("tracking.uri: search.json keeps the URI without its password; give it again with "
+                         f"--tracking-uri or MLFLOW_TRACKING_URI (got {uri!r})")
+    raw["tracking"] = {"uri": uri}
+    spec = parse_spec(raw, source=str(state_file), max_trials=state.get("max_trials", DEFAULT_MAX_TRIALS))
+    try:
+        ctx = SearchContext(**(stored_ctx | {"tracking_uri": spec.tracking.uri}))
+    except TypeError as e:
+        raise ValueError(f"out: {STATE_FILE} is not a search's state ({e})") from None
+    return spec, ctx, state
+
+
+def resume_search(out_dir: Path, *, address: str | None = None, console=None,
+                  tracking_uri: str | None = None) -> SearchOutcome:
+    """Finish a search whose driver died, from the Tune state under OUT/ray and OUT/search.json."""
+    spec, ctx, state = load_state(out_dir, tracking_uri)
+    from ray import tune
+
+    pruning.remember_uri(spec.tracking.uri)  # the restored callbacks hold it masked
+
     path = str(Path(state["storage"]) / ctx.search_id)
     _init_ray(address)
     if not tune.Tuner.can_restore(path):
@@ -188,7 +271,18 @@ def resume_search(out_dir: Path, *, address: str | None = None, console=None) ->
     # Trials that were running when the driver died restart (their partial runs are replaced);
     # trials that had failed stay failed, as they would have without the crash.
     tuner = tune.Tuner.restore(path, trainable=_trainable(spec, ctx), resume_unfinished=True, resume_errored=False)
+    _continue_progress(tuner, client=runs.client(spec.tracking.uri), ctx=ctx, console=console)
+    runs.mark_resumed(runs.client(spec.tracking.uri), ctx.parent_run_id)
     return _finish(spec, tuner, ctx, out_dir, start)
+
+
+def _continue_progress(tuner, *, client, ctx: SearchContext, console) -> None:
+    """The restored Progress callback counts on from the trials that already ended."""
+    config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
+    for cb in getattr(config, "callbacks", None) or []:
+        if isinstance(cb, Progress):
+            cb.done, cb.failed = runs.ended_children(client, ctx.experiment_id, ctx.parent_run_id)
+            cb._console = console
 
 
 def _space(spec: Spec, out_dir: Path):
@@ -210,20 +304,65 @@ def _trainable(spec: Spec, ctx: SearchContext):
 
 
 def _finish(spec: Spec, tuner, ctx: SearchContext, out_dir: Path, start: float) -> SearchOutcome:
-    results = tuner.fit()
+    """Run the search to its end. Whatever a trial does ends that trial only; if the driver itself
+    is stopped, the runs it owned are marked KILLED and DriverStopped names the resume command."""
+    import signal
+
     client = runs.client(spec.tracking.uri)
+    handlers = _install_stop_handlers()
+    # A Ctrl-C reaches Tune's handler, not ours, so its time is unknown: then count from the start
+    # (a pruned trial of an interrupted search is then recorded KILLED, and resume leaves it be).
+    fit_started = time.time()
+    try:
+        results = tuner.fit()
+    except KeyboardInterrupt:  # a second Ctrl-C / SIGTERM, while Tune was already stopping
+        n = _kill_owned(client, ctx, "the driver was interrupted")
+        raise DriverStopped(f"interrupted; {n} trial runs ended KILLED", out_dir,
+                            128 + (_STOP_SIGNAL or [signal.SIGINT])[-1]) from None
+    except Exception as e:  # an error of ours or of Tune's, not of a trial
+        _kill_owned(client, ctx, f"the driver stopped: {type(e).__name__}: {e}")
+        log.debug("driver error", exc_info=True)
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise DriverStopped(f"the driver stopped: {type(e).__name__}: {first}", out_dir, 1) from None
+    if _interrupted(handlers):  # Tune's SIGINT handler ended the run early and saved its state
+        n = _kill_owned(client, ctx, "the driver was interrupted", since=_STOP_AT[0] if _STOP_AT else fit_started)
+        raise DriverStopped(f"interrupted; {n} trial runs ended KILLED", out_dir,
+                            128 + (_STOP_SIGNAL or [signal.SIGINT])[-1])
+    trials = results._experiment_analysis.trials  # Tune offers no public list of trial ids
     # The trials Tune knows are the search; runs of any other trial (one started after Tune's last
-    # saved state, before a crash) would be duplicates. Tune offers no public list of trial ids.
-    keys = {t.trial_id for t in results._experiment_analysis.trials}
+    # saved state, before a crash) would be duplicates.
+    keys = {t.trial_id for t in trials}
     runs.delete_runs_not_in(client, ctx.experiment_id, ctx.parent_run_id, keys)
-    for t in results._experiment_analysis.trials:
+    for t in trials:
         if t.status == "TERMINATED":  # ended by Tune, not by an error, with its run still open: pruned
             runs.mark_pruned(client, ctx.experiment_id, ctx.parent_run_id, t.trial_id)
+        elif t.status == "ERROR":  # e.g. its worker was killed (Ray's memory monitor): say why
+            runs.fail_open_runs(client, ctx.experiment_id, ctx.parent_run_id, t.trial_id, _trial_error(t))
     runs.fail_orphaned_children(client, ctx.experiment_id, ctx.parent_run_id)
     outputs = _analyse(spec, out_dir, client, ctx.parent_run_id)
     runs.finish_parent_run(client, ctx.parent_run_id, failed_trials=results.num_errors, total_trials=len(keys))
     return SearchOutcome(ctx.search_id, ctx.experiment_id, ctx.parent_run_id, len(keys), results.num_errors,
                          time.monotonic() - start, outputs)
+
+
+def _kill_owned(client, ctx: SearchContext, reason: str, since: float | None = None) -> int:
+    """The driver stops: its open trial runs and its parent run end KILLED, tagged incomplete.
+    Trials Tune stopped on the way out (after ``since``) look pruned; they are not."""
+    try:
+        n = runs.kill_open_children(client, ctx.experiment_id, ctx.parent_run_id, reason,
+                                    stopped_since_ms=int(since * 1000) if since else None)
+        runs.mark_incomplete(client, ctx.parent_run_id, reason)
+        return n
+    except Exception as e:  # the tracking store itself may be what failed: the resume line still prints
+        log.warning("could not mark the search's runs KILLED: %s", e)
+        return 0
+
+
+def _trial_error(trial) -> str:
+    """The last line of a trial's error (a killed worker: Ray's ActorDiedError, OutOfMemoryError)."""
+    from search.progress import _last_error_line
+
+    return f"the trial failed in Ray: {_last_error_line(trial)}"
 
 
 def _analyse(spec: Spec, out_dir: Path, client, parent: str) -> list[Path]:
@@ -254,6 +393,19 @@ def _artifact_location(uri: str, name: str) -> str | None:
     return None
 
 
+RAY_START_TIMEOUT_ENV = "PEFTSEARCH_RAY_START_TIMEOUT"  # seconds; a loaded machine needs more than Ray's 30
+RAY_START_TIMEOUT = 180.0
+
+
+class _NoTrialTracebacks(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Trial task failed")
+
+
+class RayStartError(RuntimeError):
+    """The embedded Ray did not come up. str() is one line."""
+
+
 def _init_ray(address: str | None) -> None:
     import ray
 
@@ -262,8 +414,53 @@ def _init_ray(address: str | None) -> None:
     # Metrics live in MLflow, so Tune's per-trial result files are off (less overhead per trial);
     # its result grid then warns, once per trial, that it found no result.json. Expected: hide it.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    if not ray.is_initialized():
-        # "local": without --address, start our own instance; ray.init(None) would join any cluster
-        # it finds running on this machine.
-        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING, configure_logging=True)
+    # Tune's own interruption messages (a Tuner.restore hint, "Trials did not complete"): the CLI
+    # prints one line naming `peftsearch resume` instead.
+    logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)
+    # A failed trial is one progress line (and its run's peftsearch.error), not Tune's traceback.
+    controller = logging.getLogger("ray.tune.execution.tune_controller")
+    if not any(isinstance(f, _NoTrialTracebacks) for f in controller.filters):
+        controller.addFilter(_NoTrialTracebacks())
+    if ray.is_initialized():
+        return
+    kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
+    if address:
+        ray.init(address=address, **kwargs)
+        return
+    # "local": start our own instance (ray.init(None) would join any cluster running here), bound
+    # to loopback only. Ray turns a 127.0.0.1 node address into the machine's address unless it
+    # runs single-node, which its RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 switch selects (on Linux too).
+    _single_node_ray()
+    _start_with_patience(lambda: ray.init(address="local", _node_ip_address="127.0.0.1", **kwargs))
+
+
+def _single_node_ray() -> None:
+    import ray._private.ray_constants as constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # for Ray's own processes
+    constants.ENABLE_RAY_CLUSTER = False  # read at import: this process imported Ray already
+
+
+def _start_with_patience(start) -> None:
+    """Ray waits a fixed 30 s for its raylet; under load that is not enough. Retry until
+    PEFTSEARCH_RAY_START_TIMEOUT seconds (default 180) have passed, then say so in one line."""
+    import ray
+
+    try:
+        budget = float(os.environ.get(RAY_START_TIMEOUT_ENV, RAY_START_TIMEOUT))
+    except ValueError:
+        raise ValueError(f"{RAY_START_TIMEOUT_ENV}: must be a number of seconds "
+                         f"(got {os.environ[RAY_START_TIMEOUT_ENV]!r})") from None
+    deadline = time.monotonic() + budget
+    while True:
+        try:
+            start()
+            return
+        except Exception as e:  # Ray raises bare Exception / RuntimeError / ConnectionError here
+            if ray.is_initialized():
+                ray.shutdown()
+            if time.monotonic() >= deadline:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise RayStartError(f"ray: the local Ray did not start within {budget:.0f} s ({first}); the machine "
+                                    f"may be overloaded: set {RAY_START_TIMEOUT_ENV}=SECONDS to wait longer") from None
+            log.warning("Ray did not start (%s); retrying", str(e).splitlines()[0] if str(e) else type(e).__name__)

@@ -50,9 +50,21 @@ def expand(spec: Spec) -> list[Trial]:
 
 
 def trial_count(spec: Spec) -> int:
+    return spec.trial_count()
+
+
+def describe(spec: Spec) -> list[str]:
+    """What `validate` lists: every trial of a grid; for random/optuna, what each (task, method)
+    samples from (the points themselves are drawn at run time)."""
     if spec.search.algorithm == "grid":
-        return len(expand(spec))
-    return spec.search.num_samples * len(spec.tasks) * len(spec.methods) * len(spec.seeds)
+        return [t.name for t in expand(spec)]
+    lines = []
+    for task in spec.tasks:
+        for method, grid in spec.methods.items():
+            space = ", ".join(f"{k}: {v.model_dump() if hasattr(v, 'model_dump') else v}" for k, v in sorted(grid.items()))
+            lines.append(f"{task}-{method}: {spec.search.num_samples} {spec.search.algorithm} assignments × "
+                         f"{len(spec.seeds)} seeds from {{{space}}}")
+    return lines
 
 
 def param_space(trials: list[Trial]) -> dict[str, Any]:

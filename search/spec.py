@@ -1,19 +1,34 @@
 """The search spec: YAML validated once, at the edge, into pydantic models.
 
-Every bad input becomes one line naming the field, the rule and the value (SpecError), before
-Ray starts and before anything is written to the tracking database.
+Every bad input becomes one line, ``FIELD: rule, got VALUE`` (SpecError), before Ray starts and
+before anything is written to the tracking database or the output directory. The one pass,
+``load_spec`` → ``parse_spec``, is shared by ``validate``, ``run``, ``resume`` and ``submit``:
+
+1. the file (search/loader.py): UTF-8, no NUL bytes, no duplicate keys, an alias budget;
+2. ``${ENV}`` interpolation, and ``MLFLOW_TRACKING_URI`` when the spec names no tracking URI;
+3. the pydantic models below: types, names, ranges, paths, the tracking URI;
+4. values pydantic would coerce: a boolean is not a number, numbers are finite, sizes capped;
+5. the trial count, as a product (never by expanding the grid), against ``--max-trials``;
+6. every grid point / both ends of every range build valid configs;
+7. ``check_applicability``: per-method rules against the backbone's config.json.
 """
 from __future__ import annotations
 
+import functools
 import itertools
+import json
+import math
+import os
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
-from search.uris import check_tracking_uri
+from search.loader import YamlError, load_yaml
+from search.paths import checked_path, probe, short
+from search.uris import check_tracking_uri, redact
 from trainers.config import DataConfig, OptimConfig, TrainingConfig
 from trainers.methods import METHODS
 from trainers.registry import unknown_name_message
@@ -22,10 +37,37 @@ from trainers.tasks import TASKS, DataError
 BUNDLED = Path(__file__).parent / "specs"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _OPTIM_KEYS = tuple(OptimConfig.__dataclass_fields__)
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+# A search of more trials than this is refused unless --max-trials raises the cap (README).
+DEFAULT_MAX_TRIALS = 100_000
+SEED_MAX = 2**32 - 1  # seeds are numpy/torch seeds: [0, 2^32 - 1]
+MAX_SIZE = 2**20  # any integer hyperparameter of a method (a rank, a length, a size)
+# Upper bounds of spec-level numbers ("*" matches any key); lower bounds live on the fields.
+CAPS: dict[tuple[str, ...], float] = {
+    ("training", "batch_size"): 2**16, ("training", "eval_batch_size"): 2**16, ("training", "max_length"): 2**16,
+    ("training", "max_epochs"): 10**6, ("training", "patience"): 10**6, ("training", "eval_every"): 10**9,
+    ("training", "max_train_examples"): 10**9, ("training", "max_eval_examples"): 10**9,
+    ("search", "max_concurrent"): 10**5, ("search", "max_failures"): 1000,
+    ("search", "scheduler", "grace_period"): 10**6, ("search", "scheduler", "min_samples_required"): 10**6,
+    ("search", "scheduler", "reduction_factor"): 1000, ("resources", "cpu"): 1024, ("resources", "gpu"): 64,
+}
+Seed = Annotated[int, Field(ge=0, le=SEED_MAX)]
 
 
 class SpecError(ValueError):
-    """A spec that cannot run. str() is the one line shown to the user."""
+    """A spec that cannot run. str() is the one line shown to the user: FIELD: rule, got VALUE,
+    with any URI password masked."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
+
+
+def one_line(message: str, limit: int = 500) -> str:
+    """Our messages' house style: the offending value last, as ", got VALUE"; one line; no secret."""
+    text = " ".join(redact(str(message)).split())
+    text = re.sub(r" \(got (.*)\)$", r", got \1", text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class _Strict(BaseModel):
@@ -48,7 +90,7 @@ class SearchConfig(_Strict):
     num_samples: Optional[int] = Field(default=None, ge=1)
     max_concurrent: Optional[int] = Field(default=None, ge=1)
     max_failures: int = Field(default=0, ge=0)  # retries of a failing trial
-    sampler_seed: int = 0
+    sampler_seed: Seed = 0
     scheduler: SchedulerConfig = SchedulerConfig()
 
     @model_validator(mode="after")
@@ -67,6 +109,17 @@ class Range(_Strict):
     low: Union[int, float]
     high: Union[int, float]
     log: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers(cls, raw: Any) -> Any:
+        for end in ("low", "high"):
+            v = raw.get(end) if isinstance(raw, dict) else None
+            if isinstance(v, bool):
+                raise ValueError(f"{end} must be a number; a boolean is not one (got {v!r})")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{end} must be a finite number (got {v!r})")
+        return raw
 
     @model_validator(mode="after")
     def _order(self) -> "Range":
@@ -103,7 +156,7 @@ class Spec(_Strict):
     # method -> hyperparameter -> a list of values (grid points, or choices) or, for random and
     # optuna, a range {low, high, log}
     methods: dict[str, dict[str, Union[list[Any], Range]]] = Field(min_length=1)
-    seeds: list[int] = Field(default=[0], min_length=1)
+    seeds: list[Seed] = Field(default=[0], min_length=1)
     # How tasks are posed on the backbone (trainers/families.py): auto (encoders and decoders: a
     # classification head; T5: text-to-text), head, or lm (label words scored by the LM).
     task_format: Literal["auto", "head", "lm"] = "auto"
@@ -115,10 +168,12 @@ class Spec(_Strict):
     @field_validator("backbone")
     @classmethod
     def _backbone(cls, v: str) -> str:
-        path = Path(v).expanduser()
-        if path.is_dir():
+        path = checked_path("", v)
+        kind = probe(path, v)
+        if kind == "dir":
+            _check_model_dir(path, v)
             return str(path.resolve())
-        if v.startswith(("/", ".", "~")) or not _HUB_ID.match(v):
+        if v.startswith(("/", ".", "~")) or not _HUB_ID.match(v) or kind is not None:
             raise ValueError(f"must be an existing model directory or a Hugging Face id like org/name (got {v!r})")
         return v
 
@@ -156,7 +211,12 @@ class Spec(_Strict):
         return out
 
     @model_validator(mode="after")
-    def _check(self) -> "Spec":
+    def _check(self, info: ValidationInfo) -> "Spec":
+        cap = (info.context or {}).get("max_trials", DEFAULT_MAX_TRIALS)
+        total = self.trial_count()
+        if cap is not None and total > cap:
+            raise ValueError(f"trials: at most {cap:,} per search (--max-trials raises the cap), got {total:,} "
+                             f"(= tasks x assignments x seeds)")
         for method in self.methods:
             try:
                 if self.search.algorithm == "grid":
@@ -165,10 +225,22 @@ class Spec(_Strict):
                     check_sampled_space(self, method)
             except ValueError as e:
                 raise ValueError(f"methods.{e}") from e
-        _check_applicability(self)
+        check_applicability(self, backbone_config(self.backbone))
         if self.data.source == "local":
             _check_data_dir(self.data.dir, self.tasks)
         return self
+
+    def assignment_count(self, method: str) -> int:
+        """How many assignments a method's grid has (a product; a range counts once)."""
+        return math.prod(len(v) if isinstance(v, list) else 1 for v in self.methods[method].values())
+
+    def trial_count(self) -> int:
+        """tasks × assignments × seeds, computed, never expanded."""
+        if self.search.algorithm == "grid":
+            per_task = sum(self.assignment_count(m) for m in self.methods)
+        else:
+            per_task = (self.search.num_samples or 0) * len(self.methods)
+        return len(self.tasks) * per_task * len(self.seeds)
 
     def assignments(self, method: str) -> list[tuple[OptimConfig, dict[str, Any]]]:
         """The grid of one method, expanded and validated: (optimizer config, method params)."""
@@ -198,14 +270,16 @@ class Spec(_Strict):
     def build_point(self, method: str, point: dict[str, Any]) -> tuple[OptimConfig, dict[str, Any]]:
         """One assignment (hyperparameter -> value) → (optimizer config, method params), validated."""
         cls = METHODS[method].Config
-        optim = _build(OptimConfig, {k: v for k, v in point.items() if k in _OPTIM_KEYS}, method, point)
+        optim = _build(OptimConfig, {k: v for k, v in point.items() if k in _OPTIM_KEYS}, method)
         rest = {k: v for k, v in point.items() if k not in _OPTIM_KEYS}
         if METHODS[method].validate_params is not None:  # keys that are not a fixed dataclass (peft)
+            for key, raw in rest.items():
+                _check_number(f"{method}.{key}", raw, raw, MAX_SIZE)
             try:
                 return optim, METHODS[method].validate_params(rest)
             except ValueError as e:
                 raise ValueError(f"{method}.{e}") from None
-        params = _build(cls, rest, method, point)
+        params = _build(cls, rest, method)
         return optim, {k: getattr(params, k) for k in getattr(cls, "__dataclass_fields__", {})}
 
 
@@ -232,53 +306,85 @@ def check_sampled_space(spec: "Spec", method: str) -> None:
             spec.build_point(method, first | {key: value})
 
 
-def _build(cls: type, values: dict[str, Any], method: str, point: dict[str, Any]):
+@functools.lru_cache(maxsize=None)
+def _adapter(cls: type) -> TypeAdapter:
+    return TypeAdapter(cls)
+
+
+def _build(cls: type, values: dict[str, Any], method: str):
     try:
-        return TypeAdapter(cls).validate_python(values)
+        built = _adapter(cls).validate_python(values)
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
         if loc:
-            raise ValueError(f"{method}.{loc}: {msg} (got {err.get('input')!r})") from e
-        raise ValueError(f"{method}.{msg}") from e
+            raise ValueError(f"{method}.{loc}: {msg} (got {err.get('input')!r})") from None
+        raise ValueError(f"{method}.{msg}") from None
+    for key, raw in values.items():  # what pydantic's lax mode coerced
+        _check_number(f"{method}.{key}", raw, getattr(built, key), MAX_SIZE)
+    return built
 
 
-def _check_applicability(spec: "Spec") -> None:
-    """Method × backbone rules, when the backbone is local (a directory or a packaged model),
-    from its config.json (trainers/families.py) without loading weights: the family is known and
-    the task format applies to it; each method's ``check_backbone`` holds on every assignment
-    (BitFit needs biases, PASTA special tokens, prefix tuning an encoder); max_length plus the
-    method's prompt fits the backbone's positions; DePT's rows of A fit max_length."""
-    from trainers.backbone import resolve_backbone
-    from trainers.families import arch_for, read_config, resolve_route
+def _check_number(field: str, raw: Any, value: Any, cap: float | None) -> None:
+    if isinstance(raw, bool) and not isinstance(value, bool):
+        raise ValueError(f"{field}: must be a number; a boolean is not one (got {raw!r})")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{field}: must be a finite number (got {raw!r})")
+    if cap is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and value > cap:
+        raise ValueError(f"{field}: must be <= {cap:,} (got {raw!r})")
 
-    try:
-        config = read_config(resolve_backbone(spec.backbone))
-        if config is None:
-            return  # a hub id: checked when the trial loads it
-        arch = arch_for(config)
-    except ValueError as e:
-        raise ValueError(str(e)) from None
-    try:
-        resolve_route(arch, spec.task_format)
-    except ValueError as e:
-        raise ValueError(str(e)) from None
+
+def check_values(raw: Any, value: Any, path: tuple[str, ...] = ()) -> None:
+    """Walk the raw spec beside the validated one: booleans taken as numbers, non-finite numbers
+    (``.inf``, ``"nan"``), numbers beyond CAPS. Method grids are checked where points are built."""
+    if path == ("methods",):
+        return
+    if isinstance(raw, dict) and isinstance(value, dict):
+        for k in raw.keys() & value.keys():
+            check_values(raw[k], value[k], (*path, str(k)))
+    elif isinstance(raw, list) and isinstance(value, list) and len(raw) == len(value):
+        for i, (r, v) in enumerate(zip(raw, value)):
+            check_values(r, v, (*path[:-1], f"{path[-1]}[{i}]") if path else (f"[{i}]",))
+    else:
+        _check_number(".".join(path), raw, value, CAPS.get(path))
+
+
+def check_applicability(spec: "Spec", config: dict[str, Any] | None) -> None:
+    """THE place for method × backbone rules, from the backbone's config.json (``config``, read
+    with json: no torch, no weights; None for a hub id not available locally), through the family
+    table (trainers/families.py): the model type is known and the task format applies to its
+    family; each method's ``check_backbone`` holds on every assignment (BitFit needs biases,
+    PASTA special tokens, prefix tuning an encoder); max_length plus the method's prompt fits the
+    backbone's positions; DePT's rows of A fit max_length."""
+    if config is None:
+        return
+    from trainers.families import arch_for, resolve_route
+
+    arch = arch_for(config)
+    resolve_route(arch, spec.task_format)
     tokenizer = None
     for method in spec.methods:
         cls = METHODS[method]
-        for optim, params in _points(spec, method):
+        for _, params in _points(spec, method):
             try:
                 m = cls.from_params(params, training=spec.training)
                 _check_positions(arch.positions(config), spec.training.max_length + m.extra_positions())
                 if cls.has_backbone_check():
-                    if tokenizer is None and method == "pasta":
-                        from transformers import AutoTokenizer
-                        tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(spec.backbone))
+                    if tokenizer is None and cls.needs_tokenizer:
+                        tokenizer = _tokenizer(spec.backbone)
                     cls.check_backbone(m.config, model_config=config, tokenizer=tokenizer)
             except ValueError as e:
-                raise ValueError(f"methods.{method}: not applicable to backbone {spec.backbone!r} "
-                                 f"({arch.family}, {config.get('model_type')}): {e}") from e
+                raise ValueError(f"methods.{method}: not applicable to backbone {short(spec.backbone)} "
+                                 f"({arch.family}, {config.get('model_type')}): {e}") from None
+
+
+def _tokenizer(backbone: str):
+    from transformers import AutoTokenizer
+
+    from trainers.backbone import resolve_backbone
+
+    return AutoTokenizer.from_pretrained(resolve_backbone(backbone))
 
 
 def _points(spec: "Spec", method: str):
@@ -291,10 +397,42 @@ def _points(spec: "Spec", method: str):
             for x in ([v.low, v.high] if isinstance(v, Range) else v)]
 
 
-def _check_positions(limit, needed: int) -> None:
+def _check_positions(limit: int | None, needed: int) -> None:
     if limit is not None and needed > limit:
         raise ValueError(f"training.max_length: plus the method's prompt must fit the backbone's {limit} "
                          f"positions (got {needed})")
+
+
+def backbone_config(backbone: str) -> dict[str, Any] | None:
+    """The backbone's config.json, if the backbone is a local directory or a packaged model."""
+    from trainers.backbone import PACKAGED_MODELS, resolve_backbone
+
+    source = backbone if Path(backbone).is_absolute() or backbone not in PACKAGED_MODELS else resolve_backbone(backbone)
+    path = Path(source)
+    if not path.is_absolute() or not (path / "config.json").is_file():
+        return None
+    return _read_config(path / "config.json", backbone)
+
+
+def _read_config(file: Path, shown: str) -> dict[str, Any]:
+    try:
+        config = json.loads(file.read_bytes())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"backbone: {file.name} is not readable JSON ({e}), got {short(shown)}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"backbone: {file.name} must hold a JSON object, got {short(shown)}")
+    return config
+
+
+_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
+
+
+def _check_model_dir(path: Path, shown: str) -> None:
+    if not (path / "config.json").is_file():
+        raise ValueError(f"a model directory must hold config.json (as save_pretrained writes it) (got {shown!r})")
+    _read_config(path / "config.json", shown)
+    if not any((path / w).is_file() for w in _WEIGHTS):
+        raise ValueError(f"a model directory must hold its weights ({', '.join(_WEIGHTS[:2])}) (got {shown!r})")
 
 
 def _unique(values: list, field: str) -> None:
@@ -304,8 +442,8 @@ def _unique(values: list, field: str) -> None:
 
 
 def _check_data_dir(directory: str | None, tasks: list[str]) -> None:
-    path = Path(directory or "")
-    if not path.is_dir():
+    path = checked_path("data.dir", directory or "")
+    if probe(path, directory) != "dir":
         raise ValueError(f"data.dir: directory does not exist (got {directory!r})")
     for task in tasks:
         for split in ("train", "dev", *TASKS[task].extra_eval_splits):
@@ -318,37 +456,75 @@ def _check_data_dir(directory: str | None, tasks: list[str]) -> None:
 # ---- loading -------------------------------------------------------------------------------
 def resolve_spec_path(ref: str) -> Path:
     """A path, or the name of a spec bundled with peftsearch (search/specs/NAME.yaml)."""
-    path = Path(ref)
-    if path.is_file():
+    try:
+        path = checked_path("spec", ref)
+        kind = probe(path, ref)
+    except ValueError as e:
+        raise SpecError(str(e) if str(e).startswith("spec:") else f"spec: {e}") from None
+    if kind == "file":
         return path
+    if kind is not None:
+        raise SpecError(f"spec: must be a YAML file, got a {kind} {ref!r}")
     bundled = BUNDLED / f"{ref.removesuffix('.yaml')}.yaml"
-    if bundled.is_file():
+    if "/" not in ref and len(ref) < 200 and bundled.is_file():
         return bundled
     names = sorted(p.stem for p in BUNDLED.glob("*.yaml"))
-    raise SpecError(f"spec: no such file, and no bundled spec of that name (got {ref!r}; bundled: {', '.join(names)})")
+    raise SpecError(f"spec: no such file, and no bundled spec of that name (bundled: {', '.join(names)}) (got {short(ref)})")
 
 
-def load_spec(ref: str | Path, *, overrides: dict[str, Any] | None = None) -> Spec:
+def load_spec(ref: str | Path, *, overrides: dict[str, Any] | None = None, max_trials: int | None = DEFAULT_MAX_TRIALS,
+              environ: dict[str, str] | None = None) -> Spec:
+    """The whole validation pass, from a file (or bundled name) to a Spec, or one SpecError."""
     path = resolve_spec_path(str(ref))
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise SpecError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', e)}") from e
+        raw = load_yaml(path)
+    except YamlError as e:
+        raise SpecError(str(e)) from None
+    except OSError as e:
+        raise SpecError(f"spec: cannot be read ({e.strerror}) (got {short(str(path))})") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: must be a YAML mapping of spec keys (got {type(raw).__name__})")
     for dotted, value in (overrides or {}).items():
         _set(raw, dotted, value)
-    return parse_spec(raw, source=str(path))
+    return parse_spec(raw, source=str(path), max_trials=max_trials, environ=environ)
 
 
-def parse_spec(raw: dict[str, Any], *, source: str = "spec") -> Spec:
+def parse_spec(raw: dict[str, Any], *, source: str = "spec", max_trials: int | None = DEFAULT_MAX_TRIALS,
+               environ: dict[str, str] | None = None) -> Spec:
     # Relative paths in a spec are relative to where the user runs peftsearch (its cwd).
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: must be a YAML mapping of spec keys (got {type(raw).__name__})")
+    raw = interpolate(raw, os.environ if environ is None else environ)
     try:
-        return Spec.model_validate(raw)
+        spec = Spec.model_validate(raw, context={"max_trials": max_trials})
+        check_values(raw, spec.model_dump())
     except ValidationError as e:
-        raise SpecError(f"{source}: {format_error(e)}") from e
+        raise SpecError(format_error(e)) from None
+    except ValueError as e:
+        raise SpecError(str(e)) from None
+    return spec
+
+
+def interpolate(raw: dict[str, Any], environ) -> dict[str, Any]:
+    """``${VAR}`` in any string becomes the environment's VAR; a spec without tracking.uri takes
+    MLFLOW_TRACKING_URI. So a spec file need not hold a secret at all."""
+    def sub(value: Any, where: str) -> Any:
+        if isinstance(value, dict):
+            return {k: sub(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [sub(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        if isinstance(value, str) and "${" in value:
+            for name in _ENV.findall(value):
+                if name not in environ:
+                    raise SpecError(f"{where}: ${{{name}}} is not set in the environment (got {value!r})")
+            return _ENV.sub(lambda m: environ[m[1]], value)
+        return value
+
+    out = sub(raw, "")
+    tracking = out.get("tracking")
+    if environ.get("MLFLOW_TRACKING_URI") and (tracking is None or (isinstance(tracking, dict) and "uri" not in tracking)):
+        out["tracking"] = dict(tracking or {}) | {"uri": environ["MLFLOW_TRACKING_URI"]}
+    return out
 
 
 def format_error(e: ValidationError) -> str:
@@ -362,7 +538,7 @@ def format_error(e: ValidationError) -> str:
         head = m.group(1)
         sep = "" if head.startswith("[") or not loc else "."
         return f"{'.'.join(loc)}{sep}{head}: {m.group(2)}"
-    got = "" if err["type"] == "value_error" or "input" not in err else f" (got {err['input']!r})"
+    got = "" if err["type"] == "value_error" or "input" not in err else f" (got {short(err['input'], 120)})"
     return f"{'.'.join(loc) or 'spec'}: {msg}{got}"
 
 

@@ -17,6 +17,7 @@ PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "peftsearch.error"
 KEY_TAG = "peftsearch.trial_key"  # the Tune trial id: stable across retries and `peftsearch resume`
 PRUNED_TAG = "peftsearch.pruned"
+INCOMPLETE_TAG = "peftsearch.incomplete"  # on a parent run: "false", or why the search is incomplete
 TAGS = ("method", "task", "backbone", "seed", "config_id", "search_id", "metric")
 
 
@@ -44,6 +45,7 @@ def start_parent_run(c: MlflowClient, experiment_id: str, *, search_id: str, tag
 def finish_parent_run(c: MlflowClient, run_id: str, *, failed_trials: int, total_trials: int) -> None:
     c.set_tag(run_id, tag("failed_trials"), str(failed_trials))
     c.set_tag(run_id, tag("total_trials"), str(total_trials))
+    c.set_tag(run_id, INCOMPLETE_TAG, f"{failed_trials} of {total_trials} trials failed" if failed_trials else "false")
     status = "FAILED" if total_trials and failed_trials == total_trials else "FINISHED"
     c.set_terminated(run_id, status)
 
@@ -63,12 +65,58 @@ def _by_key(c: MlflowClient, experiment_id: str, parent_run_id: str, key: str, e
 
 def replace_earlier_attempts(c: MlflowClient, experiment_id: str, parent_run_id: str, key: str) -> list[str]:
     """A retried or resumed trial replaces its earlier runs (deleted, in MLflow's sense), so each
-    trial has exactly one run. Returns the earlier attempts' errors, to keep on the new run."""
+    trial has exactly one run; one still RUNNING (its process died) ends KILLED first. Returns the
+    earlier attempts' errors, to keep on the new run."""
     errors = []
     for r in _by_key(c, experiment_id, parent_run_id, key):
         errors.append(r.data.tags.get(ERROR_TAG) or f"attempt ended {r.info.status}")
+        if r.info.status == "RUNNING":
+            c.set_tag(r.info.run_id, ERROR_TAG, "replaced by a later attempt of the same trial")
+            c.set_terminated(r.info.run_id, "KILLED")
         c.delete_run(r.info.run_id)
     return errors
+
+
+def fail_open_runs(c: MlflowClient, experiment_id: str, parent_run_id: str, key: str, reason: str) -> None:
+    """A trial Tune ended in error whose run is still open (its worker died): FAILED, with why."""
+    for r in _by_key(c, experiment_id, parent_run_id, key, " and attributes.status = 'RUNNING'"):
+        c.set_tag(r.info.run_id, ERROR_TAG, reason[:4000])
+        c.set_terminated(r.info.run_id, "FAILED")
+
+
+def kill_open_children(c: MlflowClient, experiment_id: str, parent_run_id: str, reason: str,
+                       stopped_since_ms: int | None = None) -> int:
+    """The driver stopped: every open trial run ends KILLED (resume replaces it), and so do the
+    runs Tune stopped on its way out (after ``stopped_since_ms``), which look pruned but are not."""
+    mine = f"tags.`{PARENT_TAG}` = '{parent_run_id}'"
+    open_runs = c.search_runs([experiment_id], f"{mine} and attributes.status = 'RUNNING'")
+    stopped = [] if stopped_since_ms is None else c.search_runs(
+        [experiment_id], f"{mine} and attributes.status = 'KILLED' and attributes.end_time >= {stopped_since_ms} "
+                         f"and tags.`{PRUNED_TAG}` = 'true'")
+    for r in open_runs + stopped:
+        c.set_tag(r.info.run_id, ERROR_TAG, reason[:4000])
+        c.set_tag(r.info.run_id, PRUNED_TAG, "false")
+        c.set_terminated(r.info.run_id, "KILLED")
+    return len(open_runs) + len(stopped)
+
+
+
+def mark_incomplete(c: MlflowClient, parent_run_id: str, reason: str) -> None:
+    c.set_tag(parent_run_id, INCOMPLETE_TAG, reason[:4000])
+    c.set_terminated(parent_run_id, "KILLED")
+
+
+def mark_resumed(c: MlflowClient, parent_run_id: str) -> None:
+    """A resumed search is open again until it finishes."""
+    c.set_tag(parent_run_id, INCOMPLETE_TAG, "resumed, running")
+    c.update_run(parent_run_id, status="RUNNING")
+
+
+def ended_children(c: MlflowClient, experiment_id: str, parent_run_id: str) -> tuple[int, int]:
+    """(finished, failed) trial runs of a search so far, pruned runs counted as finished."""
+    done = c.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=50000)
+    finished = sum(r.info.status == "FINISHED" or r.data.tags.get(PRUNED_TAG) == "true" for r in done)
+    return finished, sum(r.info.status == "FAILED" for r in done)
 
 
 def delete_runs_not_in(c: MlflowClient, experiment_id: str, parent_run_id: str, keys: set[str]) -> int:

@@ -54,5 +54,5 @@ def load_artefact(directory: str | Path, *, backbone: str | None = None) -> Trai
     method = METHODS[meta["method"]].from_params(meta["method_params"])
     model = method.apply(bb).eval()
     method.fuse(model)  # the saved state is in inference form
-    method.load_inference_state(model, torch.load(d / STATE, map_location="cpu"))
+    method.load_inference_state(model, torch.load(d / STATE, map_location="cpu", weights_only=True))  # tensors only: no code
     return Trained(model, bb.tokenizer, method, meta)

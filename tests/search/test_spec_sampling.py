@@ -28,8 +28,8 @@ BAD = [
     ({}, {"finetune": {"lr": {"low": 1e-3, "high": 1e-5}}}, "methods.finetune.lr: a range is {low, high, log}; low must be < high"),
     ({}, {"finetune": {"lr": {"low": 0, "high": 1e-5, "log": True}}}, "methods.finetune.lr: a range is {low, high, log}; a log range needs low > 0"),
     ({}, {"finetune": {"lr": {"lo": 1e-5, "high": 1e-3}}}, "methods.finetune.lr: a range is {low, high, log}; low: Field required"),
-    ({}, {"finetune": {"lr": {"low": -1.0, "high": 1e-3}}}, "methods.finetune.lr: must be > 0 (got -1.0)"),
-    ({}, {"prompt_tuning": {"lr": [0.1], "prompt_length": {"low": 0, "high": 8}}}, "methods.prompt_tuning.prompt_length: must be >= 1 (got 0)"),
+    ({}, {"finetune": {"lr": {"low": -1.0, "high": 1e-3}}}, "methods.finetune.lr: must be > 0, got -1.0"),
+    ({}, {"prompt_tuning": {"lr": [0.1], "prompt_length": {"low": 0, "high": 8}}}, "methods.prompt_tuning.prompt_length: must be >= 1, got 0"),
     ({}, {"prompt_tuning": {"lr": [0.1], "prompt_length": [4, "x"]}}, "methods.prompt_tuning.prompt_length: Input should be a valid integer"),
 ]
 

@@ -99,7 +99,7 @@ class MultiTaskAoT(nn.Module):
         from trainers.artefact import STATE
 
         paths = {task: Path(p) / STATE if Path(p).is_dir() else Path(p) for task, p in artefacts.items()}
-        states = {task: torch.load(path, map_location="cpu") for task, path in paths.items()}
+        states = {task: torch.load(path, map_location="cpu", weights_only=True) for task, path in paths.items()}
         return cls(load_backbone(backbone, num_labels=2), states)
 
     @torch.no_grad()

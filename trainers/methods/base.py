@@ -27,6 +27,7 @@ class Method(ABC):
     description: ClassVar[str]
     Config: ClassVar[type] = NoConfig
     trains_backbone: ClassVar[bool] = False
+    needs_tokenizer: ClassVar[bool] = False  # check_backbone reads the tokenizer (validation loads it)
     # The paper's search space (METHODS.md): hyperparameter -> values, usable in a spec by name
     # (`methods: {dept: paper}`). Optimizer keys (lr, weight_decay) may appear here too.
     search_space: ClassVar[dict[str, list[Any]]] = {}

@@ -65,6 +65,7 @@ class PASTA(Method):
     name = "pasta"
     description = "trainable per-layer vectors added to the special tokens' hidden states (L·k·d)"
     Config = PASTAConfig
+    needs_tokenizer = True
     search_space = {"lr": [5e-4, 1e-3, 2e-3, 2.5e-3, 3e-3, 4.5e-3, 5e-3, 7e-3]}
 
     @classmethod

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, Sequence
 
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:  # torch is imported where a batch is built, so listing tasks stays fast
+    import torch
 
-if TYPE_CHECKING:
     from trainers.tasks.base import Example
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -35,6 +34,8 @@ def _model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _labels_and_groups(rows: list[dict], batch: dict, regression: bool) -> dict:
+    import torch
+
     batch["labels"] = torch.tensor([r["labels"] for r in rows], dtype=torch.float32 if regression else torch.long)
     if rows[0].get("group") is not None:
         batch["group"] = torch.tensor([r["group"] for r in rows], dtype=torch.long)
@@ -87,12 +88,16 @@ class ChoiceFormat:
         n = len(rows[0]["features"])
         if any(len(r["features"]) != n for r in rows):
             raise ValueError("every example of a per-choice task must have the same number of choices")
+        import torch
+
         flat = [f for r in rows for f in r["features"]]  # example-major: row i*n + j is choice j of i
         batch = dict(tokenizer.pad(flat, return_tensors="pt"))
         batch["num_choices"] = torch.tensor(n)
         return _labels_and_groups(rows, batch, regression=False)
 
     def forward(self, model, batch):
+        import torch.nn.functional as F
+
         scores = model(**_model_inputs(batch)).logits.view(-1, int(batch["num_choices"]))
         labels = batch.get("labels")
         return (F.cross_entropy(scores, labels) if labels is not None else None), scores
