@@ -39,6 +39,9 @@ class Arch:
     positions: Callable[[dict], Optional[int]]  # absolute position limit, None where relative
     # LoRA's targets are Conv1D modules storing W transposed (GPT-2): peft's fan_in_fan_out.
     lora_fan_in_fan_out: bool = False
+    # How prefix tuning reaches attention: spliced into the encoder's attention modules, or as a
+    # cache of p earlier positions (decoders); None where it is not written yet (T5).
+    prefix_route: Optional[str] = None
 
     @property
     def routes(self) -> tuple[Route, ...]:
@@ -52,7 +55,7 @@ def _key(name: str, default=None):
 _BERT = dict(family="encoder", blocks=("encoder.layer",), edit_blocks="encoder.layer",
              attn_out="attention.output.dense", ffn_out="output.dense",
              norms=("attention.output.LayerNorm", "output.LayerNorm"), lora_targets=("query", "value"),
-             has_biases=lambda c: True, positions=_key("max_position_embeddings"))
+             has_biases=lambda c: True, positions=_key("max_position_embeddings"), prefix_route="splice")
 _T5 = dict(family="seq2seq", blocks=("encoder.block", "decoder.block"), edit_blocks="encoder.block",
            attn_out="layer.0.SelfAttention.o", ffn_out="layer.-1.DenseReluDense.wo",
            norms=("layer.0.layer_norm", "layer.-1.layer_norm"), lora_targets=("q", "v"),
@@ -61,7 +64,7 @@ _LLAMA = dict(family="decoder", blocks=("layers",), edit_blocks="layers", attn_o
               ffn_out="mlp.down_proj", norms=("input_layernorm", "post_attention_layernorm"),
               lora_targets=("q_proj", "v_proj"),
               has_biases=lambda c: bool(c.get("attention_bias") or c.get("mlp_bias")),
-              positions=_key("max_position_embeddings"))
+              positions=_key("max_position_embeddings"), prefix_route="cache")
 
 ARCHS: dict[str, Arch] = {
     "bert": Arch(**_BERT),
@@ -72,7 +75,7 @@ ARCHS: dict[str, Arch] = {
     "mt5": Arch(**_T5),
     "gpt2": Arch(family="decoder", blocks=("h",), edit_blocks="h", attn_out="attn.c_proj", ffn_out="mlp.c_proj",
                  norms=("ln_1", "ln_2"), lora_targets=("c_attn",), lora_fan_in_fan_out=True, has_biases=lambda c: True,
-                 positions=_key("n_positions")),
+                 positions=_key("n_positions"), prefix_route="cache"),
     "llama": Arch(**_LLAMA),
     "mistral": Arch(**_LLAMA),
     # Qwen2 has biases on the q, k, v projections.
@@ -97,6 +100,14 @@ def read_config(path: str | Path) -> Optional[dict]:
     if not f.is_file():
         raise ValueError(f"backbone: a model directory must hold config.json (got {str(p)!r})")
     return json.loads(f.read_text(encoding="utf-8"))
+
+
+def kv_shape(config: dict) -> tuple[int, int]:
+    """(key/value heads, head dim) of a decoder's attention (Llama's grouped-query heads)."""
+    heads = config.get("num_attention_heads") or config.get("n_head")
+    d = config.get("hidden_size") or config.get("n_embd")
+    head_dim = config.get("head_dim") or d // heads
+    return config.get("num_key_value_heads") or heads, head_dim
 
 
 def resolve_route(arch: Arch, route: str) -> Route:

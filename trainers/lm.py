@@ -42,6 +42,28 @@ def last_real(attention_mask: torch.Tensor) -> torch.Tensor:
     return (idx * attention_mask.long()).argmax(-1)
 
 
+def run_decoder(base: nn.Module, input_ids, attention_mask, inputs_embeds, prefix=None):
+    """A decoder's hidden states with positions from the mask. ``prefix``: per-layer trained
+    (key, value) pairs, (batch, kv heads, p, head dim), seen by every token as a cache of p
+    earlier positions (prefix tuning, P-Tuning v2 style); they carry no position of their own."""
+    kwargs = {}
+    if prefix is not None:
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        for layer, (k, v) in enumerate(prefix):
+            cache.update(k, v, layer)
+        p = prefix[0][0].size(2)
+        attention_mask = torch.cat([attention_mask.new_ones(attention_mask.size(0), p), attention_mask], dim=1)
+        positions = mask_positions(attention_mask)[:, p:]
+        kwargs = {"cache": cache, "use_cache": True}
+    else:
+        positions = mask_positions(attention_mask)
+        kwargs = {"use_cache": False}
+    return base(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                position_ids=positions, **kwargs).last_hidden_state
+
+
 def align_right(labels: torch.Tensor, length: int) -> torch.Tensor:
     """Labels for the last positions of a sequence that prompts have lengthened at the front."""
     extra = length - labels.size(1)
@@ -78,9 +100,9 @@ class DecoderClassifier(_Wrapped):
         nn.init.normal_(self.score.weight, std=getattr(base.config, "initializer_range", 0.02))
         self.num_labels = num_labels
 
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, token_type_ids=None):
-        hidden = self.transformer(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                  position_ids=mask_positions(attention_mask), use_cache=False).last_hidden_state
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, token_type_ids=None,
+                prefix=None):
+        hidden = run_decoder(self.transformer, input_ids, attention_mask, inputs_embeds, prefix)
         pooled = hidden[torch.arange(hidden.size(0), device=hidden.device), last_real(attention_mask)]
         logits = self.score(pooled)
         loss = None
@@ -107,9 +129,9 @@ class CausalScorer(_Wrapped):
         super().__init__()
         self.lm = lm  # AutoModelForCausalLM
 
-    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, token_type_ids=None):
-        hidden = self.lm.base_model(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                    position_ids=mask_positions(attention_mask), use_cache=False).last_hidden_state
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, labels=None, token_type_ids=None,
+                prefix=None):
+        hidden = run_decoder(self.lm.base_model, input_ids, attention_mask, inputs_embeds, prefix)
         if labels is None:
             raise ValueError("labels: a causal scorer needs the target tokens to score")
         targets = align_right(labels, hidden.size(1))[:, 1:]  # position t predicts token t + 1

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from trainers.backbone import load_posed
-from trainers.families import blocks
+from trainers.families import blocks, kv_shape
 from trainers.methods import METHODS
 from trainers.methods.prompt_tuning import PromptedEncoder
 from trainers.tasks import TASKS
@@ -28,7 +28,7 @@ ARCHS = (*ENCODERS, *GENERATIVE)
 # Pairs that cannot apply, and why: validation refuses them (tests/search/test_spec_backbones.py).
 NOT_APPLICABLE = {("t5", "bitfit"), ("llama-head", "bitfit"), ("llama-lm", "bitfit"),  # no biases
                   ("gpt2-head", "pasta"), ("gpt2-lm", "pasta"),  # GPT-2's tokenizer adds no special token
-                  *((a, "prefix_tuning") for a in GENERATIVE)}  # not written for these yet
+                  ("t5", "prefix_tuning")}  # not written for T5's relative-position attention yet
 # Special tokens PASTA finds: [CLS] A [SEP] B [SEP], RoBERTa's <s> A </s></s> B </s>; T5's one
 # text ends with </s>, Llama's starts with <s>.
 PAIR_SPECIALS = {"bert": 3, "roberta": 4, "deberta-v2": 3, "minilm": 3, "t5": 1, "llama-head": 1, "llama-lm": 1}
@@ -129,7 +129,10 @@ def expected_count(arch, method, bb, m) -> int:
         case "p_tuning":
             h = c.encoder_hidden_size or d
             return c.prompt_length * d + (d * h + h) + (h * h + h) + (h * d + d)
-        case "prefix_tuning":
+        case "prefix_tuning":  # decoders: keys and values of the attention's kv width (Llama: grouped heads)
+            if bb.arch.family == "decoder":
+                heads, head_dim = kv_shape(bb.model.config.to_dict())
+                return 2 * L * c.prefix_length * heads * head_dim
             return 2 * L * c.prefix_length * d
         case "resprompt":
             h = c.hidden_size

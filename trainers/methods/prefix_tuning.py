@@ -7,8 +7,12 @@ HF's ``past_key_values`` route does not exist for DeBERTa-v2 encoders, so the pr
 into the attention modules directly (layers.py-style hooks; see ``_splice_*``). The prefix keys
 carry no position: DeBERTa's relative-position terms are computed for the real keys only.
 
-Encoders only for now: on T5 and decoders the splice would have to pass rotary and relative
-position terms for the prefix keys, which is not written yet, so validation refuses them.
+Decoders (GPT-2, Llama, ...) take the prefixes as a cache of p earlier positions, the route of
+P-Tuning v2's and HF PEFT's code for causal LMs (trainers/lm.py, ``run_decoder``): every token
+attends to them, their keys carry no rotary position, and the real tokens' positions start after
+them. Llama's grouped-query attention gets prefixes of its key/value width (2·L·p·kv_dim).
+T5 is not written yet (its encoder and decoder attentions add relative position biases that the
+prefix keys would need), so validation refuses it.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from trainers.backbone import Backbone
 from trainers.config import check
 from trainers.methods.base import Method, freeze_all_but_head, register_method
 from trainers.config import check as _check
-from trainers.families import arch_for
+from trainers.families import arch_for, kv_shape
 from trainers.methods.layers import edit_blocks, hidden_size
 
 
@@ -134,6 +138,21 @@ class PrefixModel(nn.Module):
             self.prefixes.current = None
 
 
+class CachePrefixModel(nn.Module):
+    """A decoder with the prefixes handed over as the cache of p earlier positions."""
+
+    def __init__(self, model: nn.Module, prefixes: Prefixes, heads: int, head_dim: int) -> None:
+        super().__init__()
+        self.backbone, self.prefixes, self.heads, self.head_dim = model, prefixes, heads, head_dim
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
+        current, b = self.prefixes.compute(), input_ids.size(0)  # (L, 2, p, kv_dim)
+        split = lambda t: t.view(t.size(0), self.heads, self.head_dim).transpose(0, 1).unsqueeze(0).expand(  # noqa: E731
+            b, -1, -1, -1)
+        prefix = [(split(layer[0]), split(layer[1])) for layer in current]
+        return self.backbone(input_ids=input_ids, attention_mask=attention_mask, labels=labels, prefix=prefix)
+
+
 @register_method
 class PrefixTuning(Method):
     name = "prefix_tuning"
@@ -144,15 +163,19 @@ class PrefixTuning(Method):
     @classmethod
     def check_backbone(cls, config, *, model_config, tokenizer) -> None:
         d = model_config if isinstance(model_config, dict) else model_config.to_dict()
-        family = arch_for(d).family
-        _check(family == "encoder", "backbone", "prefix tuning is implemented for encoder backbones only so far",
-               f"a {family} backbone ({d.get('model_type')})")
+        arch = arch_for(d)
+        _check(arch.prefix_route is not None, "backbone", "prefix tuning is written for encoder and decoder "
+               "backbones, not seq2seq yet", f"a {arch.family} backbone ({d.get('model_type')})")
 
     def apply(self, backbone: Backbone) -> nn.Module:
-        self.check_backbone(self.config, model_config=backbone.model.config, tokenizer=None)
+        config = backbone.model.config.to_dict()
+        self.check_backbone(self.config, model_config=config, tokenizer=None)
         freeze_all_but_head(backbone)
-        m, layers = backbone.model, edit_blocks(backbone)
-        return PrefixModel(m, Prefixes(self.config.prefix_length, len(layers), hidden_size(m), self.config), layers)
+        m, layers, p = backbone.model, edit_blocks(backbone), self.config.prefix_length
+        if backbone.arch.prefix_route == "cache":
+            heads, head_dim = kv_shape(config)
+            return CachePrefixModel(m, Prefixes(p, len(layers), heads * head_dim, self.config), heads, head_dim)
+        return PrefixModel(m, Prefixes(p, len(layers), hidden_size(m), self.config), layers)
 
     def method_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         return list(model.prefixes.parameters())
