@@ -6,7 +6,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from tracking.evp import Estimator, bootstrap_ci, expected_max_rows
+from tracking.evp import Estimator, bootstrap_ci, budget_ticks, expected_max
 from tracking.store import GROUP
 
 Unit = Literal["trial", "assignment"]
@@ -47,23 +47,23 @@ def samples(trials: pd.DataFrame, unit: Unit) -> pd.DataFrame:
 def evp_curves(trials: pd.DataFrame, *, unit: Unit = "trial", estimator: Estimator = "with-replacement",
                max_k: int | None = None, score: Score = "selection", bootstrap: int = 0, seed: int = 0,
                level: float = 0.95) -> pd.DataFrame:
-    """One row per task × method × backbone × k, for k = 1..N (or max_k), with the budget of k
+    """One row per task × method × backbone × k, for k = 1..N (or max_k; log-spaced past 300;
+    the unbiased estimator stops at N), with the budget of k
     samples in seconds and GPU-hours (NaN where no GPU was used) and, with ``bootstrap`` > 0
     resamples, a percentile confidence interval [ci_low, ci_high]."""
     s = samples(with_score(trials, score), unit).sort_values(GROUP + ["score"], kind="stable")
     stats = s.groupby(GROUP, sort=True).agg(n=("score", "size"), min=("score", "min"), max=("score", "max"),
                                             seconds=("seconds", "mean"), gpu_seconds=("gpu_seconds", "mean"))
     scores = np.split(s["score"].to_numpy(dtype=float), np.cumsum(stats["n"].to_numpy())[:-1])
-    curves = [None] * len(stats)
-    for n in np.unique(stats["n"]):  # groups of equal size share one mat-mul
-        members = np.flatnonzero(stats["n"].to_numpy() == n)
-        ks = np.arange(1, (max_k or n) + 1)
-        mean, std = expected_max_rows(np.stack([scores[j] for j in members]), ks, estimator)
-        for row, j in enumerate(members):
-            curves[j] = _curve(stats.iloc[j], stats.index[j], ks, mean[row], std[row])
-            if bootstrap:
-                curves[j]["ci_low"], curves[j]["ci_high"] = bootstrap_ci(
-                    scores[j], ks, estimator, resamples=bootstrap, seed=seed, level=level)
+    curves = []
+    for j, n in enumerate(stats["n"].to_numpy()):
+        top = min(max_k, n) if (max_k and estimator == "unbiased") else (max_k or n)
+        ks = budget_ticks(int(n), int(top))
+        mean, std = expected_max(scores[j], ks, estimator)
+        curves.append(_curve(stats.iloc[j], stats.index[j], ks, mean, std))
+        if bootstrap:
+            curves[j]["ci_low"], curves[j]["ci_high"] = bootstrap_ci(
+                scores[j], ks, estimator, resamples=bootstrap, seed=seed, level=level)
     out = pd.concat(curves, ignore_index=True)
     return out.assign(unit=unit, estimator=estimator, score=score)
 
