@@ -54,7 +54,9 @@ def _settings(c: Comparison) -> str:
     return (f"Over seeds: each method's best assignment; permutation test of the median difference, Holm-adjusted "
             f"over {len(c.pairs)} comparison(s) at α = {o.alpha}; ASO (Dror et al. 2019) at confidence {o.level}, "
             f"Bonferroni over the comparisons. Over budgets: {estimator_label(o)}, one sample per {o.unit}, "
-            f"P(A > B) from {o.resamples} bootstrap resamples; a win needs P ≥ {o.level}."
+            f"P(A > B) from {o.resamples} bootstrap resamples; a method wins at a budget where P ≥ {o.level} and a "
+            f"permutation test over all budgets at once (max-statistic, {o.resamples} relabellings) rejects at "
+            f"{o.alpha / 2:.3g}."
             + (f" {c.note}" if c.note else ""))
 
 
@@ -100,7 +102,7 @@ def to_json(c: Comparison, title: str) -> str:
     pairs = [{k: clean(v) for k, v in r.items()} for r in c.pairs.to_dict("records")]
     for p in pairs:
         g = c.budgets[(c.budgets["task"] == p["task"]) & (c.budgets["a"] == p["a"]) & (c.budgets["b"] == p["b"])]
-        p["budgets"] = {col: [clean(x) for x in g[col]] for col in ("k", "evp_a", "evp_b", "p_a_beats_b")}
+        p["budgets"] = {col: [clean(x) for x in g[col]] for col in ("k", "evp_a", "evp_b", "p_a_beats_b", "t", "a_wins", "b_wins")}
     return json.dumps({"title": title, "options": asdict(c.options), "settings": _settings(c),
                        "fairness": [asdict(f) for f in c.findings], "pairs": pairs}, indent=1, ensure_ascii=False)
 
