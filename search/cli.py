@@ -261,9 +261,18 @@ def bench() -> None:
 @click.option("--client-runs", type=click.IntRange(min=1), multiple=True,
               help="Sizes at which to time the MlflowClient path [default: --runs itself].")
 @click.option("--workdir", type=click.Path(path_type=Path), help="Where the database goes [default: a temp dir].")
-def analytics(runs: int, client_runs: tuple[int, ...], workdir: Path | None) -> None:
+@click.option("--scaling", is_flag=True, help="Time and peak memory of EVP alone: one RUNS-trial group, and RUNS "
+              "trials in --groups uneven groups (no database).")
+@click.option("--groups", type=click.IntRange(min=1), default=1000, show_default=True)
+def analytics(runs: int, client_runs: tuple[int, ...], workdir: Path | None, scaling: bool, groups: int) -> None:
     """Time evp + summary on a RUNS-run MLflow database: our SQL reader vs MlflowClient.search_runs."""
     import tempfile
+
+    if scaling:
+        from tracking.bench_evp import run_scaling, scaling_table
+
+        click.echo(scaling_table(run_scaling(runs, groups, echo=click.echo)))
+        return
 
     from tracking.bench import run_bench, table, verdict
 

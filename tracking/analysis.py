@@ -55,24 +55,33 @@ def evp_curves(trials: pd.DataFrame, *, unit: Unit = "trial", estimator: Estimat
     stats = s.groupby(GROUP, sort=True).agg(n=("score", "size"), min=("score", "min"), max=("score", "max"),
                                             seconds=("seconds", "mean"), gpu_seconds=("gpu_seconds", "mean"))
     scores = np.split(s["score"].to_numpy(dtype=float), np.cumsum(stats["n"].to_numpy())[:-1])
-    curves = []
-    for j, n in enumerate(stats["n"].to_numpy()):
+    parts: dict[str, list] = {c: [] for c in ("row", "k", "evp", "evp_std", "ci_low", "ci_high")}
+    for j, n in enumerate(stats["n"].to_numpy()):  # arrays per group, one frame at the end
         top = min(max_k, n) if (max_k and estimator == "unbiased") else (max_k or n)
         ks = budget_ticks(int(n), int(top))
         mean, std = expected_max(scores[j], ks, estimator)
-        curves.append(_curve(stats.iloc[j], stats.index[j], ks, mean, std))
+        parts["row"].append(np.full(ks.size, j))
+        parts["k"].append(ks)
+        parts["evp"].append(mean)
+        parts["evp_std"].append(std)
         if bootstrap:
-            curves[j]["ci_low"], curves[j]["ci_high"] = bootstrap_ci(
-                scores[j], ks, estimator, resamples=bootstrap, seed=seed, level=level)
-    out = pd.concat(curves, ignore_index=True)
-    return out.assign(unit=unit, estimator=estimator, score=score)
+            lo, hi = bootstrap_ci(scores[j], ks, estimator, resamples=bootstrap, seed=seed, level=level)
+            parts["ci_low"].append(lo)
+            parts["ci_high"].append(hi)
+    return _curves(stats, {c: np.concatenate(v) for c, v in parts.items() if v}).assign(
+        unit=unit, estimator=estimator, score=score)
 
 
-def _curve(st: pd.Series, key: tuple, ks: np.ndarray, mean: np.ndarray, std: np.ndarray) -> pd.DataFrame:
-    gpu_hours = st["gpu_seconds"] / 3600 if st["gpu_seconds"] > 0 else np.nan
-    return pd.DataFrame({"task": key[0], "method": key[1], "backbone": key[2], "k": ks, "evp": mean,
-                         "evp_std": std, "n": int(st["n"]), "min": st["min"], "max": st["max"],
-                         "budget_seconds": ks * st["seconds"], "budget_gpu_hours": ks * gpu_hours})
+def _curves(stats: pd.DataFrame, cols: dict[str, np.ndarray]) -> pd.DataFrame:
+    row, ks = cols.pop("row"), cols["k"]
+    st = stats.reset_index().iloc[row].reset_index(drop=True)
+    gpu_hours = np.where(st["gpu_seconds"] > 0, st["gpu_seconds"] / 3600, np.nan)
+    out = pd.DataFrame({"task": st["task"], "method": st["method"], "backbone": st["backbone"], "k": ks,
+                        "evp": cols["evp"], "evp_std": cols["evp_std"], "n": st["n"].astype(int), "min": st["min"],
+                        "max": st["max"], "budget_seconds": ks * st["seconds"], "budget_gpu_hours": ks * gpu_hours})
+    if "ci_low" in cols:
+        out["ci_low"], out["ci_high"] = cols["ci_low"], cols["ci_high"]
+    return out
 
 
 def summarize(trials: pd.DataFrame, *, score: Score = "selection") -> pd.DataFrame:
