@@ -251,6 +251,26 @@ def compare(tracking_uri, experiments, out, tasks, methods, backbones, tags, gro
         click.echo(f"wrote {f}")
 
 
+@main.command()
+@_analysis_options
+@click.option("--baseline", help="Compare every method against this one [default: every pair].")
+def report(tracking_uri, experiments, out, tasks, methods, backbones, tags, group_by, score, log_to_parent,
+           baseline) -> None:
+    """report.html (self-contained: summary, EVP, comparisons, Pareto view, fairness audit), with
+    pareto.csv/.png/.svg beside it."""
+    from tracking.compare import CompareOptions
+    from tracking.html_report import write_report
+    from tracking.pareto import pareto_points, write_pareto
+    from tracking.store import load_trials
+
+    sel = _selection(experiments, tasks, methods, backbones, tags, group_by)
+    files = write_report(tracking_uri, sel, out, score=score, compare_options=CompareOptions(score=score, baseline=baseline),
+                         log_to_parent=log_to_parent)
+    files += write_pareto(pareto_points(load_trials(tracking_uri, sel), score=score), out)
+    for f in files:
+        click.echo(f"wrote {f}")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks that print tables."""

@@ -19,6 +19,7 @@ from search.spec import Spec, parse_spec
 from trainers.config import TrialConfig
 from tracking import runs
 from tracking.report import write_evp, write_summary
+from tracking.html_report import write_report
 from tracking.store import NoRunsError
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,7 @@ def _finish(spec: Spec, tuner, ctx: SearchContext, out_dir: Path, start: float) 
 def _analyse(spec: Spec, out_dir: Path, client, parent: str) -> list[Path]:
     try:
         files = write_evp(spec.tracking.uri, spec.name, out_dir) + write_summary(spec.tracking.uri, spec.name, out_dir)
+        files += write_report(spec.tracking.uri, spec.name, out_dir)  # report.html, on the parent run too
     except NoRunsError as e:
         log.warning("no analysis: %s", e)
         return []
