@@ -18,8 +18,8 @@ from search.progress import Progress
 from search.spec import Spec, parse_spec
 from trainers.config import TrialConfig
 from tracking import runs
-from tracking.report import write_evp, write_summary
 from tracking.html_report import write_report
+from tracking.report import write_evp, write_summary
 from tracking.store import NoRunsError
 
 log = logging.getLogger(__name__)
