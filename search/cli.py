@@ -61,14 +61,27 @@ def run(spec: str, data_dir: str | None, tracking_uri: str | None, address: str 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     console.print(f"[bold]{s.name}[/]: {trial_count(s)} trials on {s.backbone} → {s.tracking.uri}")
     result = run_search(s, out_dir=out, address=address, console=console)
+    _tag_spec_commit(spec, s.tracking.uri, result.parent_run_id)
     console.print(f"[bold]done[/] in {result.seconds:.0f}s: {result.trials - result.errors} finished, "
                   f"{result.errors} failed; search {result.search_id}")
     for f in result.outputs:
         console.print(f"  wrote {f}")
     served = s.tracking.uri.startswith(("http://", "https://"))  # an MLflow server: its UI is already up
-    console.print(f"MLflow UI: {s.tracking.uri}" if served else f"MLflow UI: mlflow ui --backend-store-uri {s.tracking.uri}")
+    view = f"#/experiments/{result.experiment_id}/runs?workflowType=machine_learning"  # the training-runs view
+    console.print(f"MLflow UI: {s.tracking.uri.rstrip('/')}/{view}" if served else
+                  f"MLflow UI: mlflow ui --backend-store-uri {s.tracking.uri}, then open http://127.0.0.1:5000/{view}")
     if result.errors == result.trials:
         sys.exit(1)
+
+
+def _tag_spec_commit(spec: str, uri: str, parent_run_id: str) -> None:
+    """The git commit of the spec's directory (if it is in a repository), on the parent run."""
+    from tracking.provenance import spec_commit
+    from tracking.runs import client
+
+    commit = spec_commit(spec) if Path(spec).is_file() else None
+    if commit:
+        client(uri).set_tag(parent_run_id, "peftsearch.spec_git_commit", commit)
 
 
 @main.command()

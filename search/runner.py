@@ -17,7 +17,7 @@ from search import pruning
 from search.progress import Progress
 from search.spec import Spec, parse_spec
 from trainers.config import TrialConfig
-from tracking import runs
+from tracking import provenance, runs
 from tracking.html_report import write_report
 from tracking.report import write_evp, write_summary
 from tracking.store import NoRunsError
@@ -91,6 +91,7 @@ def run_trial(config: dict, ctx: SearchContext) -> None:
                            run_name=trial.name, tags=tags, params=trial.hyperparameters()) as run:
             if earlier:
                 run.set_tags({"peftsearch.earlier_errors": " | ".join(earlier)[:4000]})
+            provenance.log_trial_provenance(run.client, run.run_id, cfg)  # datasets, backbone hash, versions
             result = train(cfg, reporter=TrialReporter(run))
             # best_dev_score: the selection score; reported_score: the reported set's score at the
             # best selection evaluation (trainers/splits.py says which sets those are).
@@ -110,7 +111,10 @@ def _log_artefact(run, state, cfg: TrialConfig) -> None:
     from trainers.artefact import save_artefact
 
     with tempfile.TemporaryDirectory() as tmp:
-        run.log_artifacts(str(save_artefact(tmp, state, cfg)), "model")
+        saved = str(save_artefact(tmp, state, cfg))
+        run.log_artifacts(saved, "model")
+        experiment_id = run.client.get_run(run.run_id).info.experiment_id
+        provenance.log_logged_model(run.client, run.run_id, experiment_id, saved, cfg)  # an MLflow 3 logged model
 
 
 def _free_accelerator_memory(torch) -> None:
