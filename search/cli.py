@@ -197,14 +197,17 @@ def _selection(experiments, tasks, methods, backbones, tags, group_by):
 @click.option("--bootstrap", type=click.IntRange(min=0), default=0, show_default=True,
               help="Resamples for a bootstrap confidence interval (0: shade ± std instead).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resampling.")
+@click.option("--max-k", type=click.IntRange(min=1), help="Largest budget k [default: N; unbiased: at most N]; "
+              "k = 1..300, then log-spaced.")
 @click.option("--format", "formats", type=click.Choice(["csv", "json", "png", "svg"]), multiple=True,
               help="Files to write (repeatable) [default: all].")
 def evp(tracking_uri, experiments, out, tasks, methods, backbones, tags, group_by, score, log_to_parent,
-        unit, estimator, budget, bootstrap, seed, formats) -> None:
+        unit, estimator, budget, bootstrap, seed, max_k, formats) -> None:
     """Expected Validation Performance curves: evp.csv, evp.json, evp.png, evp.svg."""
     from tracking.report import EVP_FORMATS, EvpOptions, write_evp
 
-    options = EvpOptions(unit=unit, estimator=estimator, score=score, budget=budget, bootstrap=bootstrap, seed=seed)
+    options = EvpOptions(unit=unit, estimator=estimator, score=score, budget=budget, bootstrap=bootstrap, seed=seed,
+                         max_k=max_k)
     sel = _selection(experiments, tasks, methods, backbones, tags, group_by)
     for f in write_evp(tracking_uri, sel, out, options=options, formats=tuple(formats) or EVP_FORMATS,
                        log_to_parent=log_to_parent):

@@ -133,12 +133,9 @@ def plot_p_beats(c: Comparison, stem: Path, formats=("png", "svg")) -> list[Path
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(tasks):]:
         ax.set_visible(False)
-    fig.tight_layout()
-    paths = [stem.with_suffix(f".{f}") for f in formats]
-    for p in paths:
-        fig.savefig(p, dpi=120)
-    plt.close(fig)
-    return paths
+    from tracking.plots import save_figure
+
+    return save_figure(fig, stem, tuple(formats))
 
 
 def write(c: Comparison, out: Path, *, title: str, formats: tuple[str, ...] = COMPARE_FORMATS) -> list[Path]:

@@ -72,12 +72,9 @@ def plot_pareto(points: pd.DataFrame, stem: Path, formats=("png", "svg")) -> lis
             ax.set_ylabel("seed-median score (IQR)")
             ax.set_title(f"{task.upper()}: filled = frontier", fontsize=9)
             ax.grid(alpha=0.3)
-    fig.tight_layout()
-    paths = [stem.with_suffix(f".{f}") for f in formats]
-    for path in paths:
-        fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return paths
+    from tracking.plots import save_figure
+
+    return save_figure(fig, stem, tuple(formats), dpi=110)
 
 
 def write_pareto(points: pd.DataFrame, out: Path, formats=("csv", "png", "svg")) -> list[Path]:
