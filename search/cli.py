@@ -93,7 +93,13 @@ def run(spec: str, data_dir: str | None, tracking_uri: str | None, max_trials: i
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     console.print(f"[bold]{s.name}[/]: {s.trial_count()} trials on {s.backbone} → {mask(s.tracking.uri)}")
-    _report(console, s.tracking.uri, lambda: run_search(s, out_dir=out, address=address, console=console))
+
+    def search():
+        result = run_search(s, out_dir=out, address=address, console=console)
+        _tag_spec_commit(spec, s.tracking.uri, result.parent_run_id)
+        return result
+
+    _report(console, s.tracking.uri, search)
 
 
 def _report(console, uri: str, search) -> None:
@@ -111,7 +117,9 @@ def _report(console, uri: str, search) -> None:
     for f in result.outputs:
         console.print(f"  wrote {f}")
     served = uri.startswith(("http://", "https://"))  # an MLflow server: its UI is already up
-    console.print(f"MLflow UI: {mask(uri)}" if served else f"MLflow UI: mlflow ui --backend-store-uri {mask(uri)}")
+    view = f"#/experiments/{result.experiment_id}/runs?workflowType=machine_learning"  # the training-runs view
+    console.print(f"MLflow UI: {mask(uri).rstrip('/')}/{view}" if served else
+                  f"MLflow UI: mlflow ui --backend-store-uri {mask(uri)}, then open http://127.0.0.1:5000/{view}")
     if result.errors:
         sys.exit(1 if result.errors == result.trials else 3)
 
@@ -125,6 +133,16 @@ def _out_dir(out: Path) -> Path:
     if kind not in (None, "dir"):
         raise ValueError(f"out: must be a directory, got a {kind} {str(out)!r}")
     return path
+
+
+def _tag_spec_commit(spec: str, uri: str, parent_run_id: str) -> None:
+    """The git commit of the spec's directory (if it is in a repository), on the parent run."""
+    from tracking.provenance import spec_commit
+    from tracking.runs import client
+
+    commit = spec_commit(spec) if Path(spec).is_file() else None
+    if commit:
+        client(uri).set_tag(parent_run_id, "peftsearch.spec_git_commit", commit)
 
 
 @main.command()
@@ -244,14 +262,17 @@ def _selection(experiments, tasks, methods, backbones, tags, group_by):
 @click.option("--bootstrap", type=click.IntRange(min=0), default=0, show_default=True,
               help="Resamples for a bootstrap confidence interval (0: shade ± std instead).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resampling.")
+@click.option("--max-k", type=click.IntRange(min=1), help="Largest budget k [default: N; unbiased: at most N]; "
+              "k = 1..300, then log-spaced.")
 @click.option("--format", "formats", type=click.Choice(["csv", "json", "png", "svg"]), multiple=True,
               help="Files to write (repeatable) [default: all].")
 def evp(tracking_uri, experiments, out, tasks, methods, backbones, tags, group_by, score, log_to_parent,
-        unit, estimator, budget, bootstrap, seed, formats) -> None:
+        unit, estimator, budget, bootstrap, seed, max_k, formats) -> None:
     """Expected Validation Performance curves: evp.csv, evp.json, evp.png, evp.svg."""
     from tracking.report import EVP_FORMATS, EvpOptions, write_evp
 
-    options = EvpOptions(unit=unit, estimator=estimator, score=score, budget=budget, bootstrap=bootstrap, seed=seed)
+    options = EvpOptions(unit=unit, estimator=estimator, score=score, budget=budget, bootstrap=bootstrap, seed=seed,
+                         max_k=max_k)
     sel = _selection(experiments, tasks, methods, backbones, tags, group_by)
     for f in write_evp(tracking_uri, sel, out, options=options, formats=tuple(formats) or EVP_FORMATS,
                        log_to_parent=log_to_parent):
@@ -293,6 +314,63 @@ def _note_incomplete(uri: str, experiments) -> None:
                            f"({why or r.info.status}); these figures use its finished trials only", err=True)
 
 
+@main.command()
+@_analysis_options
+@click.option("--baseline", help="Compare every method against this one [default: every pair].")
+@click.option("--unit", type=click.Choice(["trial", "assignment"]), default="trial", show_default=True,
+              help="Budget unit: one EVP sample per trial, or per assignment (its seed-median).")
+@click.option("--estimator", type=click.Choice(["with-replacement", "unbiased"]), default="with-replacement",
+              show_default=True)
+@click.option("--max-k", type=click.IntRange(min=1), help="Largest budget compared [default: the smaller N].")
+@click.option("--bootstrap", type=click.IntRange(min=10), default=1000, show_default=True,
+              help="Bootstrap resamples for P(A > B) at each budget.")
+@click.option("--level", type=click.FloatRange(0.5, 1, min_open=True, max_open=True), default=0.95, show_default=True,
+              help="P(A > B) needed to call a winner at a budget; ASO's confidence.")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
+              help="Family-wise level of the median tests (Holm).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--strict", is_flag=True, help="Refuse (exit 2) when the fairness audit finds anything.")
+@click.option("--format", "formats", type=click.Choice(["md", "tex", "csv", "json", "png", "svg"]), multiple=True,
+              help="Files to write (repeatable) [default: all].")
+def compare(tracking_uri, experiments, out, tasks, methods, backbones, tags, group_by, score, log_to_parent,
+            baseline, unit, estimator, max_k, bootstrap, level, alpha, seed, strict, formats) -> None:
+    """Which method wins, at which budget, how sure we are, and whether it was fair:
+    compare.md, compare.tex, compare.csv, compare.json, compare_p.png/.svg."""
+    from tracking.compare import CompareOptions
+    from tracking.compare_report import COMPARE_FORMATS, run_compare
+
+    options = CompareOptions(unit=unit, estimator=estimator, score=score, baseline=baseline, max_k=max_k,
+                             resamples=bootstrap, level=level, alpha=alpha, seed=seed)
+    sel = _selection(experiments, tasks, methods, backbones, tags, group_by)
+    result, files = run_compare(tracking_uri, sel, out, options=options, strict=strict,
+                                formats=tuple(formats) or COMPARE_FORMATS, log_to_parent=log_to_parent,
+                                echo=lambda line: click.echo(line, err=True))
+    for s in result.sentences:
+        click.echo(s)
+    for f in files:
+        click.echo(f"wrote {f}")
+
+
+@main.command()
+@_analysis_options
+@click.option("--baseline", help="Compare every method against this one [default: every pair].")
+def report(tracking_uri, experiments, out, tasks, methods, backbones, tags, group_by, score, log_to_parent,
+           baseline) -> None:
+    """report.html (self-contained: summary, EVP, comparisons, Pareto view, fairness audit), with
+    pareto.csv/.png/.svg beside it."""
+    from tracking.compare import CompareOptions
+    from tracking.html_report import write_report
+    from tracking.pareto import pareto_points, write_pareto
+    from tracking.store import load_trials
+
+    sel = _selection(experiments, tasks, methods, backbones, tags, group_by)
+    files = write_report(tracking_uri, sel, out, score=score, compare_options=CompareOptions(score=score, baseline=baseline),
+                         log_to_parent=log_to_parent)
+    files += write_pareto(pareto_points(load_trials(tracking_uri, sel), score=score), out)
+    for f in files:
+        click.echo(f"wrote {f}")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks that print tables."""
@@ -303,9 +381,18 @@ def bench() -> None:
 @click.option("--client-runs", type=click.IntRange(min=1), multiple=True,
               help="Sizes at which to time the MlflowClient path [default: --runs itself].")
 @click.option("--workdir", type=click.Path(path_type=Path), help="Where the database goes [default: a temp dir].")
-def analytics(runs: int, client_runs: tuple[int, ...], workdir: Path | None) -> None:
+@click.option("--scaling", is_flag=True, help="Time and peak memory of EVP alone: one RUNS-trial group, and RUNS "
+              "trials in --groups uneven groups (no database).")
+@click.option("--groups", type=click.IntRange(min=1), default=1000, show_default=True)
+def analytics(runs: int, client_runs: tuple[int, ...], workdir: Path | None, scaling: bool, groups: int) -> None:
     """Time evp + summary on a RUNS-run MLflow database: our SQL reader vs MlflowClient.search_runs."""
     import tempfile
+
+    if scaling:
+        from tracking.bench_evp import run_scaling, scaling_table
+
+        click.echo(scaling_table(run_scaling(runs, groups, echo=click.echo)))
+        return
 
     from tracking.bench import run_bench, table, verdict
 

@@ -18,7 +18,8 @@ from search.progress import Progress
 from search.spec import DEFAULT_MAX_TRIALS, Spec, parse_spec
 from search.uris import has_secret, mask
 from trainers.config import TrialConfig
-from tracking import runs
+from tracking import provenance, runs
+from tracking.html_report import write_report
 from tracking.report import write_evp, write_summary
 from tracking.store import NoRunsError
 
@@ -144,6 +145,7 @@ def run_trial(config: dict, ctx: SearchContext) -> None:
                            run_name=trial.name, tags=tags, params=trial.hyperparameters()) as run:
             if earlier:
                 run.set_tags({"peftsearch.earlier_errors": " | ".join(earlier)[:4000]})
+            provenance.log_trial_provenance(run.client, run.run_id, cfg)  # datasets, backbone hash, versions
             result = train(cfg, reporter=TrialReporter(run))
             # best_dev_score: the selection score; reported_score: the reported set's score at the
             # best selection evaluation (trainers/splits.py says which sets those are).
@@ -163,7 +165,10 @@ def _log_artefact(run, state, cfg: TrialConfig) -> None:
     from trainers.artefact import save_artefact
 
     with tempfile.TemporaryDirectory() as tmp:
-        run.log_artifacts(str(save_artefact(tmp, state, cfg)), "model")
+        saved = str(save_artefact(tmp, state, cfg))
+        run.log_artifacts(saved, "model")
+        experiment_id = run.client.get_run(run.run_id).info.experiment_id
+        provenance.log_logged_model(run.client, run.run_id, experiment_id, saved, cfg)  # an MLflow 3 logged model
 
 
 def _free_accelerator_memory(torch) -> None:
@@ -368,6 +373,7 @@ def _trial_error(trial) -> str:
 def _analyse(spec: Spec, out_dir: Path, client, parent: str) -> list[Path]:
     try:
         files = write_evp(spec.tracking.uri, spec.name, out_dir) + write_summary(spec.tracking.uri, spec.name, out_dir)
+        files += write_report(spec.tracking.uri, spec.name, out_dir)  # report.html, on the parent run too
     except NoRunsError as e:
         log.warning("no analysis: %s", e)
         return []

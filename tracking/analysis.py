@@ -6,7 +6,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from tracking.evp import Estimator, bootstrap_ci, expected_max_rows
+from tracking.evp import Estimator, bootstrap_ci, budget_ticks, expected_max
 from tracking.store import GROUP
 
 Unit = Literal["trial", "assignment"]
@@ -47,32 +47,41 @@ def samples(trials: pd.DataFrame, unit: Unit) -> pd.DataFrame:
 def evp_curves(trials: pd.DataFrame, *, unit: Unit = "trial", estimator: Estimator = "with-replacement",
                max_k: int | None = None, score: Score = "selection", bootstrap: int = 0, seed: int = 0,
                level: float = 0.95) -> pd.DataFrame:
-    """One row per task × method × backbone × k, for k = 1..N (or max_k), with the budget of k
+    """One row per task × method × backbone × k, for k = 1..N (or max_k; log-spaced past 300;
+    the unbiased estimator stops at N), with the budget of k
     samples in seconds and GPU-hours (NaN where no GPU was used) and, with ``bootstrap`` > 0
     resamples, a percentile confidence interval [ci_low, ci_high]."""
     s = samples(with_score(trials, score), unit).sort_values(GROUP + ["score"], kind="stable")
     stats = s.groupby(GROUP, sort=True).agg(n=("score", "size"), min=("score", "min"), max=("score", "max"),
                                             seconds=("seconds", "mean"), gpu_seconds=("gpu_seconds", "mean"))
     scores = np.split(s["score"].to_numpy(dtype=float), np.cumsum(stats["n"].to_numpy())[:-1])
-    curves = [None] * len(stats)
-    for n in np.unique(stats["n"]):  # groups of equal size share one mat-mul
-        members = np.flatnonzero(stats["n"].to_numpy() == n)
-        ks = np.arange(1, (max_k or n) + 1)
-        mean, std = expected_max_rows(np.stack([scores[j] for j in members]), ks, estimator)
-        for row, j in enumerate(members):
-            curves[j] = _curve(stats.iloc[j], stats.index[j], ks, mean[row], std[row])
-            if bootstrap:
-                curves[j]["ci_low"], curves[j]["ci_high"] = bootstrap_ci(
-                    scores[j], ks, estimator, resamples=bootstrap, seed=seed, level=level)
-    out = pd.concat(curves, ignore_index=True)
-    return out.assign(unit=unit, estimator=estimator, score=score)
+    parts: dict[str, list] = {c: [] for c in ("row", "k", "evp", "evp_std", "ci_low", "ci_high")}
+    for j, n in enumerate(stats["n"].to_numpy()):  # arrays per group, one frame at the end
+        top = min(max_k, n) if (max_k and estimator == "unbiased") else (max_k or n)
+        ks = budget_ticks(int(n), int(top))
+        mean, std = expected_max(scores[j], ks, estimator)
+        parts["row"].append(np.full(ks.size, j))
+        parts["k"].append(ks)
+        parts["evp"].append(mean)
+        parts["evp_std"].append(std)
+        if bootstrap:
+            lo, hi = bootstrap_ci(scores[j], ks, estimator, resamples=bootstrap, seed=seed, level=level)
+            parts["ci_low"].append(lo)
+            parts["ci_high"].append(hi)
+    return _curves(stats, {c: np.concatenate(v) for c, v in parts.items() if v}).assign(
+        unit=unit, estimator=estimator, score=score)
 
 
-def _curve(st: pd.Series, key: tuple, ks: np.ndarray, mean: np.ndarray, std: np.ndarray) -> pd.DataFrame:
-    gpu_hours = st["gpu_seconds"] / 3600 if st["gpu_seconds"] > 0 else np.nan
-    return pd.DataFrame({"task": key[0], "method": key[1], "backbone": key[2], "k": ks, "evp": mean,
-                         "evp_std": std, "n": int(st["n"]), "min": st["min"], "max": st["max"],
-                         "budget_seconds": ks * st["seconds"], "budget_gpu_hours": ks * gpu_hours})
+def _curves(stats: pd.DataFrame, cols: dict[str, np.ndarray]) -> pd.DataFrame:
+    row, ks = cols.pop("row"), cols["k"]
+    st = stats.reset_index().iloc[row].reset_index(drop=True)
+    gpu_hours = np.where(st["gpu_seconds"] > 0, st["gpu_seconds"] / 3600, np.nan)
+    out = pd.DataFrame({"task": st["task"], "method": st["method"], "backbone": st["backbone"], "k": ks,
+                        "evp": cols["evp"], "evp_std": cols["evp_std"], "n": st["n"].astype(int), "min": st["min"],
+                        "max": st["max"], "budget_seconds": ks * st["seconds"], "budget_gpu_hours": ks * gpu_hours})
+    if "ci_low" in cols:
+        out["ci_low"], out["ci_high"] = cols["ci_low"], cols["ci_high"]
+    return out
 
 
 def summarize(trials: pd.DataFrame, *, score: Score = "selection") -> pd.DataFrame:

@@ -61,3 +61,16 @@ def _curve(ax, g: pd.DataFrame, x: str, *, label: str) -> None:
         hi = (g["evp"] + g["evp_std"]).clip(lower=g["min"], upper=g["max"])
     line, = ax.plot(g[x], g["evp"], marker="o" if len(g) <= 30 else None, markersize=3, label=label)
     ax.fill_between(g[x], lo, hi, alpha=0.2, color=line.get_color())
+
+
+def save_figure(fig, stem: Path, formats: tuple[str, ...], *, dpi: int = 120) -> list[Path]:
+    """Write ``stem.<fmt>`` for each format, close the figure, return the paths."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(f".{f}") for f in formats]
+    for p in paths:
+        fig.savefig(p, dpi=dpi)
+    plt.close(fig)
+    return paths

@@ -31,6 +31,7 @@ class EvpOptions:
     bootstrap: int = 0
     seed: int = 0
     level: float = 0.95
+    max_k: int | None = None  # the largest budget (default N); ticks are log-spaced past 300
 
 
 def write_evp(uri: str, experiment: "str | Selection", out: Path, *, options: EvpOptions | None = None,
@@ -39,7 +40,7 @@ def write_evp(uri: str, experiment: "str | Selection", out: Path, *, options: Ev
     o = options or EvpOptions(**kw)
     sel = Selection.of(experiment)
     trials = load_trials(uri, sel)
-    curves = evp_curves(trials, unit=o.unit, estimator=o.estimator, score=o.score,
+    curves = evp_curves(trials, unit=o.unit, estimator=o.estimator, score=o.score, max_k=o.max_k,
                         bootstrap=o.bootstrap, seed=o.seed, level=o.level)
     if o.budget == "gpu-hours" and curves["budget_gpu_hours"].isna().all():
         raise ValueError("budget: 'gpu-hours' needs trials that ran on GPUs (tag peftsearch.gpus > 0); "

@@ -30,10 +30,17 @@ def client(uri: str) -> MlflowClient:
 
 
 def ensure_experiment(c: MlflowClient, name: str, artifact_location: str | None = None) -> str:
+    from tracking.provenance import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, set_experiment_kind
+
     exp = c.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    return c.create_experiment(name, artifact_location=artifact_location)
+    if exp is None:
+        exp_id = c.create_experiment(name, artifact_location=artifact_location)
+    else:
+        exp_id = exp.experiment_id
+        if exp.tags.get(EXPERIMENT_KIND_TAG) == EXPERIMENT_KIND:
+            return exp_id
+    set_experiment_kind(c, exp_id)  # MLflow 3's UI then opens its training-runs view
+    return exp_id
 
 
 def start_parent_run(c: MlflowClient, experiment_id: str, *, search_id: str, tags: Mapping[str, str]) -> str:

@@ -112,3 +112,35 @@ def test_bootstrap_refuses_bad_settings():
         bootstrap_ci([0.1], [1], resamples=0, seed=0)
     with pytest.raises(ValueError, match=r"unbiased estimator needs k <= N = 2 \(got k = 3\)"):
         bootstrap_ci([0.1, 0.2], [3], "unbiased", resamples=10, seed=0)
+
+
+def test_std_has_no_cancellation_where_the_max_is_certain():
+    """Without replacement at k = N the max is surely the largest score: the std is exactly 0
+    (E[x^2] - E[x]^2 left up to 1.6e-7 here); likewise for all-tied scores at any k."""
+    scores = np.random.default_rng(0).uniform(0.5, 0.9, 2000)
+    _, std = expected_max(scores, [2000], "unbiased")
+    assert std[0] == 0.0
+    _, std = expected_max(np.full(500, 0.731), [1, 7, 500, 5000])
+    assert np.all(std == 0.0)
+
+
+def test_budget_ticks_are_dense_then_log_spaced():
+    from tracking.evp import budget_ticks
+
+    assert np.array_equal(budget_ticks(50), np.arange(1, 51))
+    ks = budget_ticks(100_000)
+    assert np.array_equal(ks[:300], np.arange(1, 301)) and ks[-1] == 100_000
+    assert np.all(np.diff(ks) > 0) and ks.size < 420
+    assert budget_ticks(100_000, 40)[-1] == 40
+
+
+def test_resampled_means_are_the_estimator_on_each_resample():
+    from tracking.evp import resampled_means
+
+    scores = np.array([0.61, 0.7, 0.55, 0.7, 0.64, 0.58])
+    ks = [1, 2, 4]
+    est = resampled_means(scores, ks, resamples=5, seed=3)
+    v = np.sort(scores)
+    idx = np.sort(np.random.default_rng(3).integers(0, v.size, size=(5, v.size)), axis=1)
+    for b in range(5):
+        assert est[b] == pytest.approx(expected_max(v[idx[b]], ks)[0], abs=1e-12)

@@ -92,7 +92,7 @@ def test_summary_formats_and_score_switch(tracking_db, tmp_path):
 def test_bad_tag_filter_is_one_line(tracking_db, tmp_path):
     r = CliRunner().invoke(main, ["summary", "--tracking-uri", tracking_db.uri, "--experiment", "exp-a",
                                   "--tag", "protocol", "--out", str(tmp_path)])
-    assert r.exit_code == 2 and "tag: must be KEY=VALUE (got 'protocol')" in r.output
+    assert r.exit_code == 2 and "tag: must be KEY=VALUE, got 'protocol'" in r.output
 
 
 def test_plot_shows_every_method(tracking_db, tmp_path):

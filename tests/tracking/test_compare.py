@@ -1,0 +1,119 @@
+"""peftsearch compare: planted effects on synthetic scores (200 seeded replications each), the
+command end to end on a tracking database MLflow wrote, and the fairness audit with --strict."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from mlflow.tracking import MlflowClient
+
+from tracking.compare import CompareOptions, budget_comparison
+from tracking.runs import PARENT_TAG, tag
+
+REPS, N = 200, 50
+OPTIONS = CompareOptions(resamples=300)  # the defaults otherwise: level 0.95, alpha 0.05
+
+
+def _replicate(draw_a, draw_b, check) -> float:
+    hits = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for r in range(REPS):
+            rng = np.random.default_rng(r)
+            curve, _ = budget_comparison(draw_a(rng).round(3), draw_b(rng).round(3), OPTIONS, seed=r)
+            hits += bool(check(curve))
+    return hits / REPS
+
+
+def test_identical_distributions_are_not_called_at_any_budget():
+    rate = _replicate(lambda g: g.normal(0.70, 0.02, N), lambda g: g.normal(0.70, 0.02, N),
+                      lambda c: not (c["a_wins"].any() or c["b_wins"].any()))
+    assert rate >= 0.95, rate
+
+
+def test_a_shifted_method_is_called_better_where_the_data_can_tell():
+    """A = B + 0.03 (1.5 sd): better at every budget. The top of an EVP curve (k near N) rests on
+    a few order statistics, so the check is k <= 0.3 N; B is never called better anywhere."""
+    rate = _replicate(lambda g: g.normal(0.73, 0.02, N), lambda g: g.normal(0.70, 0.02, N),
+                      lambda c: c["a_wins"].to_numpy()[: int(0.3 * N)].all() and not c["b_wins"].any())
+    assert rate >= 0.95, rate
+
+
+def test_crossing_curves_a_wins_small_budgets_only():
+    """A: higher mean, tiny variance; B: lower mean, large variance. A is ahead at k = 1, B from
+    k ≈ 3 (E[max] of B grows with its spread). A must be called at k = 1 and never from k = 10."""
+    rate = _replicate(lambda g: g.normal(0.75, 0.005, N), lambda g: g.normal(0.70, 0.08, N),
+                      lambda c: c["a_wins"].iat[0] and not c["a_wins"].to_numpy()[9:].any()
+                      and (c["evp_b"] > c["evp_a"]).to_numpy()[9:].all())
+    assert rate >= 0.95, rate
+
+
+def _db(tmp_path, epochs: dict[str, int]) -> str:
+    """Two experiments, one method each, 3 assignments × 3 seeds, logged with their training
+    params the way search/runner.py logs them; ``epochs`` gives each method's max_epochs."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    c = MlflowClient(tracking_uri=uri)
+    rng = np.random.default_rng(0)
+    for i, (method, max_epochs) in enumerate(epochs.items()):
+        exp = c.create_experiment(f"exp-{method}", artifact_location=str(tmp_path / "art" / method))
+        parent = c.create_run(exp, run_name="s", tags={tag("search_id"): f"s-{method}", tag("role"): "search",
+                                                       tag("algorithm"): "grid"}).info.run_id
+        for cfg in range(3):
+            for seed in range(3):
+                run = c.create_run(exp, start_time=1000, tags={
+                    PARENT_TAG: parent, tag("method"): method, tag("task"): "rte", tag("backbone"): "tiny/bert",
+                    tag("seed"): str(seed), tag("config_id"): f"{method}-c{cfg}", tag("metric"): "acc",
+                    tag("gpus"): "0", tag("protocol"): "dev"}).info.run_id
+                c.log_param(run, "training.max_epochs", str(max_epochs))
+                c.log_param(run, "training.max_train_examples", "256")
+                c.log_metric(run, "best_dev_score", round(0.6 + 0.05 * i + 0.01 * cfg + rng.normal(0, 0.005), 3))
+                c.set_terminated(run, "FINISHED", end_time=61_000)
+        c.set_terminated(parent, "FINISHED")
+    return uri
+
+
+def _compare(uri, out, *extra):
+    from search.cli import main
+
+    return CliRunner().invoke(main, ["compare", "--tracking-uri", uri, "--experiment", "exp-lora",
+                                     "--experiment", "exp-bitfit", "--out", str(out), "--bootstrap", "200", *extra])
+
+
+def test_compare_writes_every_output_with_its_sentences(tmp_path):
+    uri = _db(tmp_path, {"bitfit": 3, "lora": 3})
+    r = _compare(uri, tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"compare.md", "compare.tex", "compare.csv", "compare_budgets.csv", "compare.json",
+            "compare_p.png", "compare_p.svg"} <= names
+    data = json.loads((tmp_path / "out" / "compare.json").read_text())
+    (pair,) = data["pairs"]
+    assert (pair["a"], pair["b"]) == ("lora", "bitfit")  # lora's scores are 0.05 higher
+    assert pair["diff"] == pytest.approx(0.05, abs=0.02) and pair["seeds_a"] == 3
+    assert pair["sentence"].startswith("lora beats bitfit on RTE") and pair["sentence"] in r.output
+    assert data["fairness"] == []
+    md = (tmp_path / "out" / "compare.md").read_text()
+    assert "## Fairness audit" in md and "no differences found" in md and pair["sentence"] in md
+    assert r"\begin{tabular}" in (tmp_path / "out" / "compare.tex").read_text()
+
+
+def test_fairness_audit_flags_different_epochs_and_strict_refuses(tmp_path):
+    uri = _db(tmp_path, {"bitfit": 3, "lora": 10})
+    r = _compare(uri, tmp_path / "out")
+    assert r.exit_code == 0
+    line = "fairness: rte: lora vs bitfit: max_epochs differ (10 vs 3)"
+    assert line in r.output
+    assert line in (tmp_path / "out" / "compare.md").read_text()
+    assert json.loads((tmp_path / "out" / "compare.json").read_text())["fairness"][0]["field"] == "max_epochs"
+    strict = _compare(uri, tmp_path / "strict", "--strict")
+    assert strict.exit_code == 2 and "--strict: 1 fairness finding(s)" in strict.output
+    assert not (tmp_path / "strict").exists()  # refused before anything was written
+
+
+def test_baseline_must_exist(tmp_path):
+    uri = _db(tmp_path, {"bitfit": 3, "lora": 3})
+    r = _compare(uri, tmp_path / "out", "--baseline", "prompt_tuning")
+    assert r.exit_code == 2 and "baseline: no method 'prompt_tuning' on task rte" in r.output
