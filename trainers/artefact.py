@@ -27,7 +27,8 @@ def save_artefact(directory: str | Path, state: dict[str, torch.Tensor], cfg) ->
     out.mkdir(parents=True, exist_ok=True)
     torch.save(state, out / STATE)
     meta = {"task": cfg.task, "method": cfg.method, "method_params": cfg.method_params, "backbone": cfg.backbone,
-            "head_size": TASKS[cfg.task].head_size}
+            "head_size": TASKS[cfg.task].head_size, "task_format": cfg.task_format,
+            "max_length": cfg.training.max_length}
     (out / META).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
@@ -38,11 +39,12 @@ class Trained:
     tokenizer: Any
     method: Any
     meta: dict[str, Any]
+    fmt: Any = None  # the task's input format on this backbone: fmt.forward(model, batch) scores a batch
 
 
 def load_artefact(directory: str | Path, *, backbone: str | None = None) -> Trained:
     """Rebuild the trained model; ``backbone`` overrides the saved one (e.g. a local copy)."""
-    from trainers.backbone import load_backbone
+    from trainers.backbone import load_posed
     from trainers.methods import METHODS
 
     d = Path(directory)
@@ -50,9 +52,13 @@ def load_artefact(directory: str | Path, *, backbone: str | None = None) -> Trai
         if not (d / name).is_file():
             raise FileNotFoundError(f"{d / name}: not found; an artefact directory holds {STATE} and {META}")
     meta = json.loads((d / META).read_text())
-    bb = load_backbone(backbone or meta["backbone"], num_labels=meta["head_size"])
-    method = METHODS[meta["method"]].from_params(meta["method_params"])
+    from trainers.config import TrainingConfig
+    from trainers.tasks import TASKS
+
+    bb, fmt = load_posed(backbone or meta["backbone"], TASKS[meta["task"]], route=meta.get("task_format", "auto"))
+    training = TrainingConfig(max_length=meta["max_length"]) if "max_length" in meta else None
+    method = METHODS[meta["method"]].from_params(meta["method_params"], training=training)
     model = method.apply(bb).eval()
     method.fuse(model)  # the saved state is in inference form
     method.load_inference_state(model, torch.load(d / STATE, map_location="cpu", weights_only=True))  # tensors only: no code
-    return Trained(model, bb.tokenizer, method, meta)
+    return Trained(model, bb.tokenizer, method, meta, fmt)
