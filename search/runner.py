@@ -262,5 +262,8 @@ def _init_ray(address: str | None) -> None:
     if not ray.is_initialized():
         # "local": without --address, start our own instance; ray.init(None) would join any cluster
         # it finds running on this machine.
+        from search.jobs import driver_runtime_env  # joining a cluster: MLflow credentials for its nodes
+
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.WARNING, configure_logging=True)
+                 logging_level=logging.WARNING, configure_logging=True,
+                 runtime_env=driver_runtime_env() if address else None)
