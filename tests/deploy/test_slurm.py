@@ -118,7 +118,8 @@ class Slurm:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not os.environ.get("PEFTSEARCH_KEEP_SLURM_LOGS"):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _sbin(name: str) -> str:
@@ -151,19 +152,20 @@ def write_spec(tmp: Path, *, name: str, data_dir: Path, backbone: str, epochs: i
 def sbatch(slurm: Slurm, tmp: Path, spec: Path, ports, *extra: str) -> str:
     base, _ = ports[1](200)  # 100 ports for each node's Ray
     env = slurm.env | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PEFTSEARCH_PORT_BASE": str(base),
-                       "PEFTSEARCH_HOST_CMD": "echo 127.0.0.1", "PEFTSEARCH_TIMEOUT": "400"}
+                       "PEFTSEARCH_HOST_CMD": "echo 127.0.0.1", "PEFTSEARCH_TIMEOUT": "400",
+                       "PEFTSEARCH_RAY_TMP": str(slurm.dir)}  # job ids restart with each test's Slurm
     proc = subprocess.run(["sbatch", "--parsable", "-N", "2", f"--output={tmp / 'job.out'}", *extra, str(SBATCH),
                            str(spec), str(tmp / "out")], capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, f"sbatch: exit {proc.returncode} {proc.stderr}; {(tmp / 'job.out').read_text()[-2000:]}"
     return proc.stdout.strip().split(";")[0]
 
 
-def ray_processes(job: str) -> list[psutil.Process]:
-    """The job's Ray processes (their temp dirs are /tmp/ray-JOB-NODE)."""
+def ray_processes(slurm: Slurm, job: str) -> list[psutil.Process]:
+    """The job's Ray processes (their temp dirs are PEFTSEARCH_RAY_TMP/ray-JOB-NODE)."""
     found = []
     for p in psutil.process_iter(["cmdline"]):
         try:
-            if any(f"/tmp/ray-{job}-" in a for a in p.info["cmdline"] or []) and p.status() != psutil.STATUS_ZOMBIE:
+            if any(f"{slurm.dir}/ray-{job}-" in a for a in p.info["cmdline"] or []) and p.status() != psutil.STATUS_ZOMBIE:
                 found.append(p)
         except psutil.Error:
             pass
@@ -187,7 +189,7 @@ def test_sbatch_runs_a_search_on_two_nodes_and_stops_ray(slurm, ports, tmp_path,
     assert "Ray reports all 2 nodes" in log and "the search ended with exit status 0" in log, log[-3000:]
     assert finished_runs(tmp_path / "mlflow.db") == 2
     assert "stopped the Ray head and workers" in log
-    wait_for(lambda: not ray_processes(job), "the job's Ray processes ending", 60)
+    wait_for(lambda: not ray_processes(slurm, job), "the job's Ray processes ending", 60)
 
 
 def test_scancel_stops_the_search_and_every_ray_node(slurm, ports, tmp_path, data_dir, tiny_bert):
@@ -195,9 +197,9 @@ def test_scancel_stops_the_search_and_every_ray_node(slurm, ports, tmp_path, dat
     job = sbatch(slurm, tmp_path, spec, ports)
     out = tmp_path / "job.out"
     wait_for(lambda: out.exists() and "running the search" in out.read_text(), "the search starting", 400)
-    assert len(ray_processes(job)) > 0
+    assert len(ray_processes(slurm, job)) > 0
     subprocess.run(["scancel", job], check=True, env=slurm.env)
     wait_for(lambda: not slurm.squeue(job), "the job leaving the queue", 120)
-    wait_for(lambda: not ray_processes(job), "every Ray process of the job ending", 60)
+    wait_for(lambda: not ray_processes(slurm, job), "every Ray process of the job ending", 60)
     log = out.read_text()
     assert "cancelled" in log and "stopped the Ray head and workers" in log, log[-3000:]
