@@ -147,7 +147,7 @@ def test_the_mlflow_entrypoint_serves_with_authentication(manifests, postgres_se
     host_port = auth_db[0].rsplit("@", 1)[1]
     secrets = tmp_path / "secrets"  # laid out as the Secret volume: one file per key, mode 0400
     secrets.mkdir()
-    for key, value in {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "s3cret-pw",
+    for key, value in {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "s3cret-password-long",
                        "MLFLOW_FLASK_SERVER_SECRET_KEY": "k" * 32}.items():
         (secrets / key).write_text(value)
         (secrets / key).chmod(0o400)
@@ -155,6 +155,7 @@ def test_the_mlflow_entrypoint_serves_with_authentication(manifests, postgres_se
     env = container_env(deployment, {"password": "unused-under-trust"}) | {
         "PGHOST": host_port.split(":")[0], "PGPORT": host_port.split(":")[1], "PGUSER": "postgres",
         "MLFLOW_HOST": "127.0.0.1", "MLFLOW_PORT": str(free_port), "MLFLOW_WORKERS": "1",
+        "MLFLOW_SERVER_ALLOWED_HOSTS": "127.0.0.1:*",
         "MLFLOW_SECRETS_DIR": str(secrets), "MLFLOW_ARTIFACTS": str(tmp_path / "artifacts"),
         "MLFLOW_DB": "mlflow_k8s", "MLFLOW_AUTH_DB": "mlflow_k8s_auth"}
     command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
@@ -177,7 +178,10 @@ def test_the_mlflow_entrypoint_serves_with_authentication(manifests, postgres_se
             raise TimeoutError("the MLflow entrypoint did not serve /health in 300 s")
         search = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
         assert requests.get(search, timeout=10).status_code == 401
-        assert requests.get(search, auth=("admin", "s3cret-pw"), timeout=10).status_code == 200
+        assert requests.get(search, auth=("admin", "s3cret-password-long"), timeout=10).status_code == 200
+        # a Host header outside MLFLOW_SERVER_ALLOWED_HOSTS (DNS rebinding) is refused even with credentials
+        assert requests.get(search, auth=("admin", "s3cret-password-long"), headers={"Host": "evil.example:80"},
+                            timeout=10).status_code == 403
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=60)
