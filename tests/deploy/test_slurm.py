@@ -201,5 +201,7 @@ def test_scancel_stops_the_search_and_every_ray_node(slurm, ports, tmp_path, dat
     subprocess.run(["scancel", job], check=True, env=slurm.env)
     wait_for(lambda: not slurm.squeue(job), "the job leaving the queue", 120)
     wait_for(lambda: not ray_processes(slurm, job), "every Ray process of the job ending", 60)
+    # Slurm SIGKILLs what is left KillWait (5) s after its SIGTERM, cleanup or not: what counts is
+    # that the trap ran and no Ray process of the job is left.
     log = out.read_text()
-    assert "cancelled" in log and "stopped the Ray head and workers" in log, log[-3000:]
+    assert "CANCELLED" in log and "peftsearch.sbatch: cancelled" in log, log[-3000:]
