@@ -152,7 +152,8 @@ def write_spec(tmp: Path, *, name: str, data_dir: Path, backbone: str, epochs: i
 def sbatch(slurm: Slurm, tmp: Path, spec: Path, ports, *extra: str) -> str:
     base, _ = ports[1](200)  # 100 ports for each node's Ray
     env = slurm.env | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PEFTSEARCH_PORT_BASE": str(base),
-                       "PEFTSEARCH_HOST_CMD": "echo 127.0.0.1", "PEFTSEARCH_TIMEOUT": "400",
+                       "PEFTSEARCH_HOST_CMD": "echo 127.0.0.1", "PEFTSEARCH_TIMEOUT": "600",
+                       "PEFTSEARCH_START_TRIES": "6",  # Ray gives a node 30 s to register: a loaded machine misses it
                        "PEFTSEARCH_RAY_TMP": str(slurm.dir)}  # job ids restart with each test's Slurm
     proc = subprocess.run(["sbatch", "--parsable", "-N", "2", f"--output={tmp / 'job.out'}", *extra, str(SBATCH),
                            str(spec), str(tmp / "out")], capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
