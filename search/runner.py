@@ -431,7 +431,9 @@ def _init_ray(address: str | None) -> None:
         return
     kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
     if address:
-        ray.init(address=address, **kwargs)
+        from search.jobs import driver_runtime_env  # joining a cluster: MLflow credentials for its nodes
+
+        ray.init(address=address, runtime_env=driver_runtime_env(), **kwargs)
         return
     # "local": start our own instance (ray.init(None) would join any cluster running here), bound
     # to loopback only. Ray turns a 127.0.0.1 node address into the machine's address unless it

@@ -117,4 +117,22 @@ def _server(uri: str, parts: urllib.parse.SplitResult) -> str:
         if isinstance(e, ValueError) and str(e).startswith("the MLflow"):
             raise
         raise ValueError(f"cannot reach the MLflow server: {redact(str(getattr(e, 'reason', e)))}, got {shown!r}") from None
+    try:
+        _server_credentials(uri)
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):
+            raise ValueError(f"the MLflow server refused the credentials in MLFLOW_TRACKING_USERNAME/PASSWORD "
+                             f"({e.code}); set them to an account of that server, got {shown!r}") from None
     return uri
+
+
+def _server_credentials(uri: str) -> None:
+    """A server with authentication (MLflow's basic-auth app) answers 401 without the credentials
+    that MLflow's client reads from MLFLOW_TRACKING_USERNAME/PASSWORD: check them here, once."""
+    import base64
+
+    req = urllib.request.Request(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1")
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    urllib.request.urlopen(req, timeout=5).close()

@@ -57,9 +57,64 @@ def tiny_bert(tmp_path_factory, minilm_path) -> str:
 
 @pytest.fixture
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct ports free on every interface now (each held until all are picked), so servers
+    a test starts never take a port another Ray, MLflow or PostgreSQL on this machine holds."""
+    held = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("", 0))
+            held.append(s)
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
+
+
+def free_port_range(n: int) -> tuple[int, int]:
+    """n consecutive free ports below the ephemeral range (Ray's worker ports)."""
+    import random
+
+    for _ in range(200):
+        base = random.randrange(20000, 32000 - n)
+        try:
+            held = []
+            for p in range(base, base + n):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("", p))
+            return base, base + n - 1
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports between 20000 and 32000")
+
+
+@pytest.fixture(scope="session")
+def ports():
+    """free_ports and free_port_range, for module-scoped servers."""
+    return free_ports, free_port_range
+
+
+@pytest.fixture(scope="session")
+def cluster_sh():
+    """deploy/cluster.sh with this environment's ray, mlflow and python first on PATH (as from an
+    activated virtualenv); settings are given as keyword arguments."""
+    import sys
+
+    script, bin_dir = REPO / "deploy" / "cluster.sh", Path(sys.executable).parent
+
+    def run(command: str, timeout: float = 600, **settings) -> subprocess.CompletedProcess:
+        env = os.environ | {"PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"} | {k: str(v) for k, v in settings.items()}
+        return subprocess.run(["bash", str(script), command], env=env, capture_output=True, text=True,
+                              timeout=timeout, cwd=REPO)
+    return run
 
 
 def _pg_binary(name: str) -> str | None:
