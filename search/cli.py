@@ -335,5 +335,37 @@ def bench_search(trials: int, examples: int, data_dir: str, backbone: str | None
     click.echo(table(run_bench(n=trials, data_dir=str(Path(data_dir).resolve()), backbone=backbone, examples=examples)))
 
 
+@bench.command("scale")
+@click.option("-n", "--trials", "sizes", type=click.IntRange(min=1), multiple=True,
+              help="Simulated concurrent trials (repeatable) [default: 100, 300, 1000].")
+@click.option("--evals", default=10, show_default=True, type=click.IntRange(min=1), help="Evaluations per trial.")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between one trial's evaluations.")
+@click.option("--procs", default=4, show_default=True, type=click.IntRange(min=1), help="Client processes.")
+@click.option("--logging", "modes", type=click.Choice(["async", "sync"]), multiple=True,
+              help="Logging path (repeatable) [default: sync, then async].")
+@click.option("--server-workers", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--outage-s", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Stop the MLflow server this long, half-way through each load.")
+@click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
+@click.option("--backbone", help="A local model directory for the recorded trial [default: a tiny config-built BERT].")
+def bench_scale(sizes, evals, interval, procs, modes, server_workers, outage_s, data_dir, backbone) -> None:
+    """N simulated trials logging at once to an MLflow server on PostgreSQL, counted in PostgreSQL."""
+    from search.bench_scale import HEADER, Load, row, run_scale
+
+    loads = [Load(n, evals, interval, procs, mode == "async") for n in sizes or (100, 300, 1000)
+             for mode in modes or ("sync", "async")]
+    results = run_scale(loads, data_dir=str(Path(data_dir).resolve()), backbone=backbone,
+                        server_workers=server_workers, outage_s=outage_s, echo=lambda s: click.echo(s, err=True))
+    click.echo(HEADER)
+    for r in results:
+        click.echo(row(r))
+    for r in results:
+        for line in r.counted.problems[:10] + r.errors[:10]:
+            click.echo(f"  {r.load.trials} trials: {line}")
+    if not all(r.counted.ok for r in results):
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()
