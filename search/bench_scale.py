@@ -270,16 +270,21 @@ def play(load: Load, rec: Recording, *, server, pg, name: str, outage_s: float =
     ctx = SearchContext(server.url, exp, parent, name, threads=1)
     procs = max(1, min(load.procs, load.trials))
     sizes = [load.trials // procs + (k < load.trials % procs) for k in range(procs)]
-    t0 = time.time() + 8.0  # the client processes import MLflow first
+    # Forked client processes start with this one's imports (the trial code pulls in torch and
+    # transformers: about 20 s per process to import on a loaded 2-core machine); spawned ones
+    # import them first.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    t0 = time.time() + (2.0 if method == "fork" else 20.0)
     outage: list[float] = []
     breaker = None
-    if outage_s:
-        breaker = threading.Thread(target=_outage, args=(server, t0 + load.evals * load.interval / 2, outage_s, outage))
-        breaker.start()
     out = Played()
-    with ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn"),
+    with ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context(method),
                              initializer=_init_client_process, initargs=(max(sizes),)) as pool:
         futures = [pool.submit(_play_group, sum(sizes[:k]), sizes[k], rec, ctx, load, t0) for k in range(procs)]
+        if outage_s:  # after the fork: the clients get no copy of this thread
+            half = load.trials * rec.expected_metrics(load.evals) // 2
+            breaker = threading.Thread(target=_outage, args=(server, pg.uri, parent, half, outage_s, outage))
+            breaker.start()
         time.sleep(max(0.0, t0 - time.time()))  # CPU and wall time from when the trials start
         cpu0 = (_cpu_seconds(server.proc.pid), _cpu_seconds(pg.pid))
         wall0 = time.perf_counter()
@@ -302,8 +307,19 @@ def play(load: Load, rec: Recording, *, server, pg, name: str, outage_s: float =
                        sum(window[0] <= s <= window[1] for s in out.sent) if window else 0)
 
 
-def _outage(server, at: float, seconds: float, window: list[float]) -> None:
-    time.sleep(max(0.0, at - time.time()))
+def _outage(server, db_uri: str, parent: str, rows: int, seconds: float, window: list[float]) -> None:
+    """Stop the server once half the load's metric rows are in PostgreSQL; start it ``seconds`` later."""
+    import sqlalchemy as sa
+
+    sql = sa.text("SELECT count(*) FROM metrics m JOIN tags t ON t.run_uuid = m.run_uuid "
+                  "AND t.key = 'mlflow.parentRunId' AND t.value = :p")
+    engine = sa.create_engine(db_uri)
+    try:
+        with engine.connect() as c:
+            while c.execute(sql, {"p": parent}).scalar() < rows:
+                time.sleep(0.2)
+    finally:
+        engine.dispose()
     window.append(time.time())
     server.stop()
     time.sleep(seconds)
