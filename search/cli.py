@@ -324,15 +324,19 @@ def bench_convergence_cmd(task, backbone, data_dir, train_examples, eval_example
 
 
 @bench.command("search")
-@click.option("-n", "--trials", default=8, show_default=True, help="How many short trials.")
+@click.option("-n", "--trials", default=8, show_default=True, type=click.IntRange(min=2),
+              help="Short trials per search.")
+@click.option("--rounds", default=5, show_default=True, type=click.IntRange(min=2),
+              help="Rounds of sequential / Ray / Ray+MLflow, in a shuffled order each.")
 @click.option("--examples", default=32, show_default=True, help="Train and dev examples per trial.")
 @click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
 @click.option("--backbone", help="A local model directory [default: a tiny config-built BERT].")
-def bench_search(trials: int, examples: int, data_dir: str, backbone: str | None) -> None:
-    """Ray Tune's overhead per trial against the same trainings run one after another."""
+def bench_search(trials: int, rounds: int, examples: int, data_dir: str, backbone: str | None) -> None:
+    """Ray Tune's and MLflow's cost per trial, against the same trainings run one after another."""
     from search.bench_search import run_bench, table
 
-    click.echo(table(run_bench(n=trials, data_dir=str(Path(data_dir).resolve()), backbone=backbone, examples=examples)))
+    click.echo(table(run_bench(n=trials, rounds=rounds, data_dir=str(Path(data_dir).resolve()), backbone=backbone,
+                               examples=examples, echo=lambda s: click.echo(s, err=True))))
 
 
 @bench.command("scale")
@@ -364,6 +368,25 @@ def bench_scale(sizes, evals, interval, procs, modes, server_workers, outage_s, 
         for line in r.counted.problems[:10] + r.errors[:10]:
             click.echo(f"  {r.load.trials} trials: {line}")
     if not all(r.counted.ok for r in results):
+        sys.exit(1)
+
+
+@bench.command("width")
+@click.option("-n", "--trials", default=64, show_default=True, type=click.IntRange(min=2),
+              help="Short trials, all running at once.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), help="Ray worker nodes.")
+@click.option("--checkpoint-s", default="auto", show_default=True, help="TUNE_GLOBAL_CHECKPOINT_S for the driver.")
+@click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
+@click.option("--backbone", help="A local model directory [default: a tiny config-built BERT].")
+def bench_width(trials, workers, checkpoint_s, data_dir, backbone) -> None:
+    """A wide search on a loopback cluster: driver CPU per result, Tune's snapshots, kill -9 and resume."""
+    from search.bench_width import run_width, table
+
+    r = run_width(trials=trials, workers=workers, data_dir=str(Path(data_dir).resolve()), backbone=backbone,
+                  checkpoint_s=checkpoint_s, echo=lambda s: click.echo(s, err=True))
+    click.echo(table(r))
+    f = r["final"]
+    if not (f["runs"] == f["finished"] == f["unique_keys"] == trials):
         sys.exit(1)
 
 

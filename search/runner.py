@@ -160,12 +160,13 @@ def open_search(spec: Spec, out_dir: Path) -> tuple[SearchContext, Path]:
     return ctx, storage
 
 
-def build_tuner(spec: Spec, ctx: SearchContext, *, out_dir: Path, storage: Path, console=None):
+def build_tuner(spec: Spec, ctx: SearchContext, *, out_dir: Path, storage: Path, console=None, fn=None):
+    """``fn``: the trainable function, run_trial unless a benchmark times another (same signature)."""
     from ray import tune
 
     space, search_alg, total = _space(spec, out_dir)
     return tune.Tuner(
-        _trainable(spec, ctx),
+        _trainable(spec, ctx, fn or run_trial),
         param_space=space,
         tune_config=tune.TuneConfig(
             metric="dev_score", mode="max", max_concurrent_trials=spec.search.max_concurrent,
@@ -212,10 +213,10 @@ def _space(spec: Spec, out_dir: Path):
     return {}, searcher, searcher.total_trials
 
 
-def _trainable(spec: Spec, ctx: SearchContext):
+def _trainable(spec: Spec, ctx: SearchContext, fn=None):
     from ray import tune
 
-    return tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
+    return tune.with_resources(tune.with_parameters(fn or run_trial, ctx=ctx),
                                {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
 

@@ -50,16 +50,20 @@ def _client(uri: str, pid: int) -> MlflowClient:
 
 
 def transient(e: BaseException) -> bool:
-    """A connection error, a timeout or a 5xx: the store may come back, so the call is retried.
+    """A connection error, a timeout, a 5xx or an exhausted server pool: the store may come back,
+    so the call is retried.
     MLflow reports a refused connection as an MlflowException (INTERNAL_ERROR, 500); SQL stores'
     OperationalError (database down, SQLite locked) as TEMPORARILY_UNAVAILABLE (503)."""
     import requests
     import sqlalchemy.exc
 
     if isinstance(e, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError,
-                      sqlalchemy.exc.OperationalError)):
+                      sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError)):
         return True
-    return isinstance(e, MlflowException) and e.get_http_status_code() >= 500
+    # An MLflow server whose database connection pool is exhausted answers 400 BAD_REQUEST
+    # ("QueuePool limit of size 5 overflow 10 reached, connection timed out"): an overload, not a
+    # bad request. Seen at 100 concurrent trials on the server's default pool.
+    return isinstance(e, MlflowException) and (e.get_http_status_code() >= 500 or "QueuePool limit" in str(e))
 
 
 def retrying(fn: Callable[..., T], *args, what: str = "tracking call", **kwargs) -> T:

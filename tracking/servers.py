@@ -76,6 +76,13 @@ class Postgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+# The server's SQLAlchemy pool per worker. MLflow's default (5 + 10 overflow) runs out at 100
+# concurrent trials: requests wait 30 s, then fail with 400 BAD_REQUEST. A uvicorn worker serves up
+# to 40 requests at once; give each a connection (PostgreSQL's max_connections must cover
+# workers x 40).
+SERVER_POOL = {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "40", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "0"}
+
+
 class MlflowServer:
     """``mlflow server`` on a backend store, in its own process group; ``restart`` keeps its port."""
 
@@ -96,7 +103,7 @@ class MlflowServer:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                                      # MLflow 3's job runner (7 huey consumers, for GenAI jobs) costs
                                      # over half a core here while idle; the tracking path needs none.
-                                     env=os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+                                     env=os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **SERVER_POOL})
         wait_for(lambda: requests.get(f"{self.url}/health", timeout=2).status_code == 200, "mlflow server", 180)
 
     def stop(self) -> None:

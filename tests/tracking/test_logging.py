@@ -73,6 +73,8 @@ def test_a_trial_whose_record_is_incomplete_fails_its_run(store, monkeypatch):
     (MlflowException("API request to http://x failed with exception refused"), True),  # INTERNAL_ERROR: 500
     (MlflowException("locked", error_code=TEMPORARILY_UNAVAILABLE), True),
     (MlflowException("bad value", error_code=INVALID_PARAMETER_VALUE), False),
+    (MlflowException("QueuePool limit of size 5 overflow 10 reached, connection timed out", error_code="BAD_REQUEST"),
+     True),  # the server's database pool exhausted
     (ValueError("a bug"), False),
 ])
 def test_only_connection_errors_and_5xx_are_transient(error, transient):
