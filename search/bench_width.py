@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from tracking.servers import MlflowServer, Postgres, free_port, wait_for
+from tracking.servers import MlflowServer, Postgres, free_port, stop_group, wait_for
 
 
 def _timed_snapshots(stats: Path) -> None:
@@ -76,7 +76,8 @@ class _Nodes:
         for k in range(workers):
             self.procs.append(self._start(f"--address=127.0.0.1:{self.gcs}", f"--num-cpus={cpus:g}",
                                           f"--temp-dir={tempfile.mkdtemp(prefix=f'w{k}', dir='/tmp')}"))
-        wait_for(lambda: self._cpus() >= workers * cpus, "the worker nodes joining", 180)
+        # Each check is a new Ray client: tens of seconds on a loaded machine.
+        wait_for(lambda: self._cpus() >= workers * cpus, "the worker nodes joining", 900)
 
     def _start(self, *args: str) -> subprocess.Popen:
         bin_dir = Path(sys.executable).parent
@@ -97,13 +98,7 @@ class _Nodes:
 
     def stop(self) -> None:
         for p in reversed(self.procs):
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait()
+            stop_group(p)
 
 
 def write_spec(path: Path, *, trials: int, cpu: float, data_dir: str, backbone: str, uri: str) -> Path:
@@ -137,7 +132,7 @@ def _counts(db_uri: str) -> dict:
             "unique_keys": len({r.key for r in rows}), "results": sum(r.results for r in rows)}
 
 
-def _drive(args: list[str], env: dict, until=None) -> tuple[float, float, int]:
+def _drive(args: list[str], env: dict, until=None, timeout: float = 3600) -> tuple[float, float, int]:
     """Run a driver; (CPU seconds, wall seconds, exit status). ``until``: SIGKILL it once true."""
     import psutil
 
@@ -155,6 +150,10 @@ def _drive(args: list[str], env: dict, until=None) -> tuple[float, float, int]:
         if until is not None and until():
             proc.send_signal(signal.SIGKILL)
             break
+        if time.perf_counter() - t0 > timeout:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            raise RuntimeError(f"driver {args[0]} still running after {timeout:.0f}s")
         time.sleep(0.5)
     proc.wait()
     if until is None and proc.returncode != 0:

@@ -32,6 +32,17 @@ def wait_for(check, what: str, timeout: float = 120.0) -> None:
     raise TimeoutError(f"{what} did not come up in {timeout:.0f}s")
 
 
+def stop_group(proc: subprocess.Popen) -> None:
+    """End exactly the process group a server was started in (start_new_session)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def _pg_bin(name: str) -> str:
     found = shutil.which(name) or next((str(p) for p in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))), None)
     if not found:
@@ -107,13 +118,8 @@ class MlflowServer:
         wait_for(lambda: requests.get(f"{self.url}/health", timeout=2).status_code == 200, "mlflow server", 180)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        if self.proc is not None:
+            stop_group(self.proc)
 
     def restart(self) -> None:
         self.stop()
