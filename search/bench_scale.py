@@ -302,7 +302,9 @@ def play(load: Load, rec: Recording, *, server, pg, name: str, outage_s: float =
     window = (outage[0], outage[1]) if len(outage) == 2 else None
     return ScaleResult(load, len(out.sent), len(out.acked) / span if span else math.nan,
                        float(np.percentile(lat, 50)), float(np.percentile(lat, 99)),
-                       (cpu1[0] - cpu0[0]) / wall, (cpu1[1] - cpu0[1]) / wall, wall, counted, out.errors,
+                       # a restarted server is a new process tree: its CPU before the outage is gone
+                       math.nan if outage_s else (cpu1[0] - cpu0[0]) / wall, (cpu1[1] - cpu0[1]) / wall,
+                       wall, counted, out.errors,
                        Path("/proc/loadavg").read_text().strip(), window,
                        sum(window[0] <= s <= window[1] for s in out.sent) if window else 0)
 
