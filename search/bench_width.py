@@ -7,9 +7,10 @@ CPU so that all W run at once. The driver (`peftsearch run`, a separate process)
 SIGKILL once half the trials finished; `peftsearch resume` finishes the search. Measured:
 
 - the driver's CPU seconds per Tune result (psutil), before the kill and in the resume;
-- the cost of Tune's experiment-state snapshots: each call of Tune's
-  ``_ExperimentCheckpointManager.sync_up_experiment_state`` in the driver is timed (count,
-  seconds), under TUNE_GLOBAL_CHECKPOINT_S (``auto`` by default);
+- the cost of Tune's experiment-state snapshots: every call of Tune's
+  ``_ExperimentCheckpointManager.sync_up_experiment_state`` in the driver is timed (calls, total
+  seconds), under TUNE_GLOBAL_CHECKPOINT_S (``auto`` by default). Tune calls it on every loop
+  step; most calls return at once (the period has not elapsed), so the seconds are the cost;
 - in PostgreSQL at the end: one FINISHED run per trial, no other.
 
 Memory: every trial is a Ray worker process holding torch and transformers, about 450 MB of
@@ -202,7 +203,7 @@ def run_width(*, trials: int, workers: int, data_dir: str, backbone: str | None,
 def table(r: dict) -> str:
     lines = [f"{r['trials']} trials at once ({r['cpu_per_trial']:g} CPU each, {r['workers']} worker nodes), "
              f"TUNE_GLOBAL_CHECKPOINT_S={r['checkpoint_s']}, load average {' '.join(r['loadavg'].split()[:3])}",
-             "| driver | wall s | results | driver CPU s | CPU ms per result | snapshots | snapshot s |",
+             "| driver | wall s | results | driver CPU s | CPU ms per result | snapshot calls | snapshot s |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name in ("run", "resume"):
         p = r[name]
