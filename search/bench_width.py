@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,13 +71,15 @@ class _Nodes:
 
     def __init__(self, workers: int, cpus: float) -> None:
         self.temp = tempfile.mkdtemp(prefix="rw", dir="/tmp")  # Ray's socket paths must stay short
+        self.temps = [self.temp]
         self.gcs = free_port()
         self.procs = [self._start("--head", f"--port={self.gcs}", "--num-cpus=0", "--include-dashboard=false",
                                   f"--temp-dir={self.temp}")]
         time.sleep(5)
         for k in range(workers):
+            self.temps.append(tempfile.mkdtemp(prefix=f"rw{k}-", dir="/tmp"))
             self.procs.append(self._start(f"--address=127.0.0.1:{self.gcs}", f"--num-cpus={cpus:g}",
-                                          f"--temp-dir={tempfile.mkdtemp(prefix=f'w{k}', dir='/tmp')}"))
+                                          f"--temp-dir={self.temps[-1]}"))
         # Each check is a new Ray client: tens of seconds on a loaded machine.
         wait_for(lambda: self._cpus() >= workers * cpus, "the worker nodes joining", 900)
 
@@ -100,6 +103,8 @@ class _Nodes:
     def stop(self) -> None:
         for p in reversed(self.procs):
             stop_group(p)
+        for d in self.temps:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def write_spec(path: Path, *, trials: int, cpu: float, data_dir: str, backbone: str, uri: str) -> Path:
