@@ -487,15 +487,70 @@ def bench_cli_cmd(repeats: int) -> None:
 
 
 @bench.command("search")
-@click.option("-n", "--trials", default=8, show_default=True, help="How many short trials.")
+@click.option("-n", "--trials", default=8, show_default=True, type=click.IntRange(min=2),
+              help="Short trials per search.")
+@click.option("--rounds", default=5, show_default=True, type=click.IntRange(min=2),
+              help="Rounds of sequential / Ray / Ray+MLflow, in a shuffled order each.")
 @click.option("--examples", default=32, show_default=True, help="Train and dev examples per trial.")
 @click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
 @click.option("--backbone", help="A local model directory [default: a tiny config-built BERT].")
-def bench_search(trials: int, examples: int, data_dir: str, backbone: str | None) -> None:
-    """Ray Tune's overhead per trial against the same trainings run one after another."""
+def bench_search(trials: int, rounds: int, examples: int, data_dir: str, backbone: str | None) -> None:
+    """Ray Tune's and MLflow's cost per trial, against the same trainings run one after another."""
     from search.bench_search import run_bench, table
 
-    click.echo(table(run_bench(n=trials, data_dir=str(Path(data_dir).resolve()), backbone=backbone, examples=examples)))
+    click.echo(table(run_bench(n=trials, rounds=rounds, data_dir=str(Path(data_dir).resolve()), backbone=backbone,
+                               examples=examples, echo=lambda s: click.echo(s, err=True))))
+
+
+@bench.command("scale")
+@click.option("-n", "--trials", "sizes", type=click.IntRange(min=1), multiple=True,
+              help="Simulated concurrent trials (repeatable) [default: 100, 300, 1000].")
+@click.option("--evals", default=10, show_default=True, type=click.IntRange(min=1), help="Evaluations per trial.")
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between one trial's evaluations.")
+@click.option("--procs", default=4, show_default=True, type=click.IntRange(min=1), help="Client processes.")
+@click.option("--logging", "modes", type=click.Choice(["async", "sync"]), multiple=True,
+              help="Logging path (repeatable) [default: sync, then async].")
+@click.option("--server-workers", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--outage-s", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Stop the MLflow server this long, half-way through each load.")
+@click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
+@click.option("--backbone", help="A local model directory for the recorded trial [default: a tiny config-built BERT].")
+def bench_scale(sizes, evals, interval, procs, modes, server_workers, outage_s, data_dir, backbone) -> None:
+    """N simulated trials logging at once to an MLflow server on PostgreSQL, counted in PostgreSQL."""
+    from search.bench_scale import HEADER, Load, row, run_scale
+
+    loads = [Load(n, evals, interval, procs, mode == "async") for n in sizes or (100, 300, 1000)
+             for mode in modes or ("sync", "async")]
+    results = run_scale(loads, data_dir=str(Path(data_dir).resolve()), backbone=backbone,
+                        server_workers=server_workers, outage_s=outage_s, echo=lambda s: click.echo(s, err=True))
+    click.echo(HEADER)
+    for r in results:
+        click.echo(row(r))
+    for r in results:
+        for line in r.counted.problems[:10] + r.errors[:10]:
+            click.echo(f"  {r.load.trials} trials: {line}")
+    if not all(r.counted.ok for r in results):
+        sys.exit(1)
+
+
+@bench.command("width")
+@click.option("-n", "--trials", default=64, show_default=True, type=click.IntRange(min=2),
+              help="Short trials, all running at once.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), help="Ray worker nodes.")
+@click.option("--checkpoint-s", default="auto", show_default=True, help="TUNE_GLOBAL_CHECKPOINT_S for the driver.")
+@click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
+@click.option("--backbone", help="A local model directory [default: a tiny config-built BERT].")
+def bench_width(trials, workers, checkpoint_s, data_dir, backbone) -> None:
+    """A wide search on a loopback cluster: driver CPU per result, Tune's snapshots, kill -9 and resume."""
+    from search.bench_width import run_width, table
+
+    r = run_width(trials=trials, workers=workers, data_dir=str(Path(data_dir).resolve()), backbone=backbone,
+                  checkpoint_s=checkpoint_s, echo=lambda s: click.echo(s, err=True))
+    click.echo(table(r))
+    f = r["final"]
+    if not (f["runs"] == f["finished"] == f["unique_keys"] == trials):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -102,10 +102,12 @@ def _interrupted(handlers: bool) -> bool:
 
 
 class TrialReporter:
-    """trainers.loop.Reporter for a trial: every evaluation goes to MLflow and to Ray Tune."""
+    """trainers.loop.Reporter for a trial: every evaluation goes to MLflow (one batch) and to Ray
+    Tune (``report``; `peftsearch bench scale` passes its own, to play trials without Tune)."""
 
-    def __init__(self, run: runs.TrialRun) -> None:
+    def __init__(self, run: runs.TrialRun, report=None) -> None:
         self.run = run
+        self.report = report
 
     def on_start(self, info: dict[str, float | str]) -> None:
         # Strings (the task format the backbone's family resolved) are tags, comparable in the UI
@@ -114,10 +116,29 @@ class TrialReporter:
         self.run.log_metrics({k: v for k, v in info.items() if not isinstance(v, str)}, step=0)
 
     def on_eval(self, *, step: int, metrics: dict[str, float]) -> None:
-        from ray import tune
-
         self.run.log_metrics(metrics, step=step)
-        tune.report(metrics | {"step": step})
+        if self.report is None:
+            from ray import tune
+
+            self.report = tune.report
+        self.report(metrics | {"step": step})
+
+
+def trial_tags(cfg: TrialConfig, trial: Trial, ctx: SearchContext, *, key: str, attempt: int) -> dict:
+    from trainers.tasks import TASKS
+
+    return {"method": cfg.method, "task": cfg.task, "backbone": cfg.backbone, "seed": cfg.seed,
+            "config_id": trial.config_id, "search_id": ctx.search_id, "metric": TASKS[cfg.task].metric_label,
+            "protocol": cfg.data.protocol, "cpus": ctx.cpus, "gpus": ctx.gpus, "trial_key": key, "attempt": attempt}
+
+
+def log_result(run: runs.TrialRun, result) -> None:
+    """A finished training's summary on its run."""
+    # best_dev_score: the selection score; reported_score: the reported set's score at the best
+    # selection evaluation (trainers/splits.py says which sets those are).
+    run.log_metrics({"best_dev_score": result.best_dev_score, "train_seconds": result.train_seconds,
+                     "trainable_params": result.trainable_params} | result.reported_metrics, step=result.steps)
+    run.set_tags({"peftsearch.stopped_early": result.stopped_early, "peftsearch.best_step": result.best_step})
 
 
 def run_trial(config: dict, ctx: SearchContext) -> None:
@@ -129,17 +150,14 @@ def run_trial(config: dict, ctx: SearchContext) -> None:
     from ray import tune
 
     from trainers.loop import train
-    from trainers.tasks import TASKS
 
     torch.set_num_threads(ctx.threads)
     cfg = TrialConfig.from_dict(config["trial"]["config"])
     trial = Trial(cfg, config["trial"]["config_id"])
     key = tune.get_context().get_trial_id()
-    earlier = runs.replace_earlier_attempts(runs.client(ctx.tracking_uri), ctx.experiment_id, ctx.parent_run_id, key)
-    tags = {"method": cfg.method, "task": cfg.task, "backbone": cfg.backbone, "seed": cfg.seed,
-            "config_id": trial.config_id, "search_id": ctx.search_id, "metric": TASKS[cfg.task].metric_label,
-            "protocol": cfg.data.protocol, "cpus": ctx.cpus, "gpus": ctx.gpus,
-            "trial_key": key, "attempt": len(earlier) + 1}
+    earlier = runs.retrying(runs.replace_earlier_attempts, runs.client(ctx.tracking_uri), ctx.experiment_id,
+                            ctx.parent_run_id, key, what="replace_earlier_attempts")
+    tags = trial_tags(cfg, trial, ctx, key=key, attempt=len(earlier) + 1)
     try:
         with runs.TrialRun(ctx.tracking_uri, experiment_id=ctx.experiment_id, parent_run_id=ctx.parent_run_id,
                            run_name=trial.name, tags=tags, params=trial.hyperparameters()) as run:
@@ -147,12 +165,7 @@ def run_trial(config: dict, ctx: SearchContext) -> None:
                 run.set_tags({"peftsearch.earlier_errors": " | ".join(earlier)[:4000]})
             provenance.log_trial_provenance(run.client, run.run_id, cfg)  # datasets, backbone hash, versions
             result = train(cfg, reporter=TrialReporter(run))
-            # best_dev_score: the selection score; reported_score: the reported set's score at the
-            # best selection evaluation (trainers/splits.py says which sets those are).
-            run.log_metrics({"best_dev_score": result.best_dev_score, "train_seconds": result.train_seconds,
-                             "trainable_params": result.trainable_params} | result.reported_metrics,
-                            step=result.steps)
-            run.set_tags({"peftsearch.stopped_early": result.stopped_early, "peftsearch.best_step": result.best_step})
+            log_result(run, result)
             if result.artefact is not None:  # training.save_model
                 _log_artefact(run, result.artefact, cfg)
     finally:
@@ -215,12 +228,13 @@ def stored_spec(spec: Spec) -> dict:
     return raw
 
 
-def build_tuner(spec: Spec, ctx: SearchContext, *, out_dir: Path, storage: Path, console=None):
+def build_tuner(spec: Spec, ctx: SearchContext, *, out_dir: Path, storage: Path, console=None, fn=None):
+    """``fn``: the trainable function, run_trial unless a benchmark times another (same signature)."""
     from ray import tune
 
     space, search_alg, total = _space(spec, out_dir)
     return tune.Tuner(
-        _trainable(spec, ctx),
+        _trainable(spec, ctx, fn or run_trial),
         param_space=space,
         tune_config=tune.TuneConfig(
             metric="dev_score", mode="max", max_concurrent_trials=spec.search.max_concurrent,
@@ -301,10 +315,10 @@ def _space(spec: Spec, out_dir: Path):
     return {}, searcher, searcher.total_trials
 
 
-def _trainable(spec: Spec, ctx: SearchContext):
+def _trainable(spec: Spec, ctx: SearchContext, fn=None):
     from ray import tune
 
-    return tune.with_resources(tune.with_parameters(run_trial, ctx=ctx),
+    return tune.with_resources(tune.with_parameters(fn or run_trial, ctx=ctx),
                                {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
 

@@ -5,19 +5,33 @@ These tag names are a contract users filter on (``tags.peftsearch.method = 'lora
 """
 from __future__ import annotations
 
+import functools
+import logging
 import math
+import os
+import random
 import time
 import traceback
-from typing import Any, Mapping
+import uuid
+from typing import Any, Callable, Mapping, TypeVar
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PARENT_TAG = "mlflow.parentRunId"
 ERROR_TAG = "peftsearch.error"
 KEY_TAG = "peftsearch.trial_key"  # the Tune trial id: stable across retries and `peftsearch resume`
 PRUNED_TAG = "peftsearch.pruned"
 INCOMPLETE_TAG = "peftsearch.incomplete"  # on a parent run: "false", or why the search is incomplete
+TOKEN_TAG = "peftsearch.run_token"  # set at creation: a retried create_run finds the run it already made
+# How long one logging call keeps retrying a tracking store that is down or answers 5xx. MLflow's
+# own HTTP client retries first (MLFLOW_HTTP_REQUEST_MAX_RETRIES, about 4 minutes by default).
+RETRY_ENV = "PEFTSEARCH_TRACKING_RETRY_S"
+RETRY_S = 900.0
 TAGS = ("method", "task", "backbone", "seed", "config_id", "search_id", "metric")
 
 
@@ -26,7 +40,47 @@ def tag(name: str) -> str:
 
 
 def client(uri: str) -> MlflowClient:
+    return _client(uri, os.getpid())
+
+
+@functools.lru_cache(maxsize=16)
+def _client(uri: str, pid: int) -> MlflowClient:
+    # One client, hence one store and one MLflow async-logging queue, per process and URI: trials
+    # that reuse an actor, or the load generator's simulated trials, share its threads.
     return MlflowClient(tracking_uri=uri)
+
+
+def transient(e: BaseException) -> bool:
+    """A connection error, a timeout, a 5xx or an exhausted server pool: the store may come back,
+    so the call is retried.
+    MLflow reports a refused connection as an MlflowException (INTERNAL_ERROR, 500); SQL stores'
+    OperationalError (database down, SQLite locked) as TEMPORARILY_UNAVAILABLE (503)."""
+    import requests
+    import sqlalchemy.exc
+
+    if isinstance(e, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError,
+                      sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError)):
+        return True
+    # An MLflow server whose database connection pool is exhausted answers 400 BAD_REQUEST
+    # ("QueuePool limit of size 5 overflow 10 reached, connection timed out"): an overload, not a
+    # bad request. Seen at 100 concurrent trials on the server's default pool.
+    return isinstance(e, MlflowException) and (e.get_http_status_code() >= 500 or "QueuePool limit" in str(e))
+
+
+def retrying(fn: Callable[..., T], *args, what: str = "tracking call", **kwargs) -> T:
+    """``fn(*args, **kwargs)``, retried with exponential backoff (0.5 s doubling to 30 s, jittered)
+    while it fails transiently, for at most PEFTSEARCH_TRACKING_RETRY_S seconds (default 900)."""
+    deadline = time.monotonic() + float(os.environ.get(RETRY_ENV, RETRY_S))
+    delay = 0.5
+    while True:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - sorted by transient()
+            if not transient(e) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s failed (%s); retrying in %.1fs", what, str(e).splitlines()[0][:200], delay)
+            time.sleep(delay * random.uniform(1.0, 1.25))
+            delay = min(delay * 2, 30.0)
 
 
 def ensure_experiment(c: MlflowClient, name: str, artifact_location: str | None = None) -> str:
@@ -141,39 +195,109 @@ def mark_pruned(c: MlflowClient, experiment_id: str, parent_run_id: str, key: st
         c.set_terminated(r.info.run_id, "KILLED")
 
 
+class LoggingError(RuntimeError):
+    """The tracking store did not end up with what the trial logged."""
+
+
 class TrialRun:
     """A child run for one trial. As a context manager it ends FINISHED, or FAILED with the
-    error in the ``peftsearch.error`` tag, and lets the exception propagate."""
+    error in the ``peftsearch.error`` tag, and lets the exception propagate.
+
+    Each evaluation is one ``log_batch``. With ``asynchronous`` (the default) it goes through
+    MLflow's async-logging queue, so training does not wait on the server; when the trial ends,
+    every batch is awaited, any that failed is re-sent synchronously (with retries: metrics carry
+    their own timestamp, so a re-sent one that had landed is not duplicated), and the run is read
+    back and checked before it is marked ended. Every other call is synchronous and retried."""
 
     def __init__(self, uri: str, *, experiment_id: str, parent_run_id: str, run_name: str,
-                 tags: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+                 tags: Mapping[str, Any], params: Mapping[str, Any], asynchronous: bool = True) -> None:
         self.client = client(uri)
-        all_tags = {PARENT_TAG: parent_run_id} | {tag(k): str(v) for k, v in tags.items()}
-        self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=all_tags).info.run_id
-        self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+        self.asynchronous = asynchronous
+        self._pending: list[tuple[list[Metric], Any]] = []  # (batch, RunOperations) not yet awaited
+        self._last_step: dict[str, int] = {}  # per metric key, the last step sent: checked at the end
+        self._params = {k: str(v) for k, v in params.items()}
+        token = uuid.uuid4().hex
+        all_tags = {PARENT_TAG: parent_run_id, TOKEN_TAG: token} | {tag(k): str(v) for k, v in tags.items()}
+        self.run_id = self._create(experiment_id, run_name, all_tags, token)
+        self._call(self.client.log_batch, self.run_id, params=[Param(k, v) for k, v in self._params.items()])
+
+    def _create(self, experiment_id: str, run_name: str, tags: dict[str, str], token: str) -> str:
+        def create() -> str:
+            # A create whose answer was lost may have made the run: find it by its token first.
+            made = self.client.search_runs([experiment_id], f"tags.`{TOKEN_TAG}` = '{token}'") if attempts else []
+            attempts.append(1)
+            return made[0].info.run_id if made else self.client.create_run(experiment_id, run_name=run_name,
+                                                                             tags=tags).info.run_id
+        attempts: list[int] = []
+        return retrying(create, what="create_run")
+
+    def _call(self, fn, *args, **kwargs):
+        return retrying(fn, *args, what=getattr(fn, "__name__", "tracking call"), **kwargs)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if not math.isnan(float(v))]
-        self.client.log_batch(self.run_id, metrics=batch)
+        if not batch:
+            return
+        for m in batch:
+            self._last_step[m.key] = max(step, self._last_step.get(m.key, step))
+        if self.asynchronous:
+            self._pending.append((batch, self.client.log_batch(self.run_id, metrics=batch, synchronous=False)))
+        else:
+            self._call(self.client.log_batch, self.run_id, metrics=batch)
+
+    def flush(self) -> None:
+        """Wait for every queued batch; re-send the failed ones; then check the run in the store."""
+        pending, self._pending = self._pending, []
+        failed = 0
+        for batch, ops in pending:
+            try:
+                ops.wait()
+            except MlflowException:
+                failed += 1
+                self._call(self.client.log_batch, self.run_id, metrics=batch)
+        if failed:
+            log.warning("run %s: %d async metric batches failed and were re-sent", self.run_id, failed)
+        self.verify()
+
+    def verify(self) -> None:
+        """The run as the store has it: every param, and every metric key at its last step sent."""
+        run = self._call(self.client.get_run, self.run_id)
+        steps = {m.key: m.step for m in run.data._metric_objs}
+        missing = [k for k, s in self._last_step.items() if steps.get(k) != s]
+        missing += [f"param {k}" for k, v in self._params.items() if run.data.params.get(k) != v]
+        if missing:
+            raise LoggingError(f"run {self.run_id}: the tracking store lacks {', '.join(sorted(missing)[:10])}")
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self._call(self.client.log_batch, self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_artifacts(self, local_dir: str, artifact_path: str) -> None:
-        self.client.log_artifacts(self.run_id, local_dir, artifact_path=artifact_path)
+        self._call(self.client.log_artifacts, self.run_id, local_dir, artifact_path=artifact_path)
+
+    def _end(self, status: RunStatus) -> None:
+        self._call(self.client.set_terminated, self.run_id, RunStatus.to_string(status))
 
     def __enter__(self) -> "TrialRun":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            self.flush()  # nothing a trial logged is left in a queue when its run ends
+        except Exception as e:
+            if exc is None:  # the training went well but its record did not: the trial fails
+                self._close(type(e), e)
+                raise
+        self._close(exc_type, exc)
+        return False
+
+    def _close(self, exc_type, exc) -> None:
         if exc_type is SystemExit:  # Ray Tune ends a trial's thread this way when its scheduler prunes it
             self.set_tags({PRUNED_TAG: "true"})
-            self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.KILLED))
+            self._end(RunStatus.KILLED)
         elif exc is None:
-            self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FINISHED))
+            self._end(RunStatus.FINISHED)
         else:
             text = "".join(traceback.format_exception_only(exc_type, exc)).strip()
             self.set_tags({ERROR_TAG: text[:4000]})
-            self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.FAILED))
-        return False
+            self._end(RunStatus.FAILED)
