@@ -40,7 +40,7 @@ class Arch:
     # LoRA's targets are Conv1D modules storing W transposed (GPT-2): peft's fan_in_fan_out.
     lora_fan_in_fan_out: bool = False
     # How prefix tuning reaches attention: spliced into the encoder's attention modules, or as a
-    # cache of p earlier positions (decoders); None where it is not written yet (T5).
+    # cache of p earlier positions (decoders); None where it is not written.
     prefix_route: Optional[str] = None
 
     @property
@@ -59,7 +59,8 @@ _BERT = dict(family="encoder", blocks=("encoder.layer",), edit_blocks="encoder.l
 _T5 = dict(family="seq2seq", blocks=("encoder.block", "decoder.block"), edit_blocks="encoder.block",
            attn_out="layer.0.SelfAttention.o", ffn_out="layer.-1.DenseReluDense.wo",
            norms=("layer.0.layer_norm", "layer.-1.layer_norm"), lora_targets=("q", "v"),
-           has_biases=lambda c: False, positions=lambda c: None)  # relative position buckets
+           has_biases=lambda c: False, positions=lambda c: None,  # relative position buckets
+           prefix_route="splice")
 _LLAMA = dict(family="decoder", blocks=("layers",), edit_blocks="layers", attn_out="self_attn.o_proj",
               ffn_out="mlp.down_proj", norms=("input_layernorm", "post_attention_layernorm"),
               lora_targets=("q_proj", "v_proj"),

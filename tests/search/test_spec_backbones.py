@@ -30,7 +30,6 @@ REFUSED = [
     ("t5", "bitfit", "must have bias terms"),
     ("llama", "bitfit", "must have bias terms"),
     ("gpt2", "pasta", "must add special tokens"),
-    ("t5", "prefix_tuning", "not seq2seq yet"),
 ]
 
 
@@ -44,7 +43,8 @@ def test_a_pair_that_cannot_apply_fails_validate_in_one_line(tmp_path, tiny, arc
 
 
 @pytest.mark.parametrize("arch", GENERATIVE)
-@pytest.mark.parametrize("method", ["finetune", "prompt_tuning", "ept", "dept", "lora", "aot_fc", "adapter", "peft"])
+@pytest.mark.parametrize("method", ["finetune", "prompt_tuning", "ept", "dept", "lora", "aot_fc", "adapter", "peft",
+                                    "prefix_tuning"])
 def test_the_methods_that_apply_are_valid(tmp_path, tiny, arch, method):
     r = validate(tmp_path, tiny[arch], {method: {"lr": 1e-3}})
     assert r.exit_code == 0, r.stderr

@@ -27,8 +27,7 @@ GENERATIVE = {"t5": ("t5", "lm"), "gpt2-head": ("gpt2", "head"), "gpt2-lm": ("gp
 ARCHS = (*ENCODERS, *GENERATIVE)
 # Pairs that cannot apply, and why: validation refuses them (tests/search/test_spec_backbones.py).
 NOT_APPLICABLE = {("t5", "bitfit"), ("llama-head", "bitfit"), ("llama-lm", "bitfit"),  # no biases
-                  ("gpt2-head", "pasta"), ("gpt2-lm", "pasta"),  # GPT-2's tokenizer adds no special token
-                  ("t5", "prefix_tuning")}  # not written for T5's relative-position attention yet
+                  ("gpt2-head", "pasta"), ("gpt2-lm", "pasta")}  # GPT-2's tokenizer adds no special token
 # Special tokens PASTA finds: [CLS] A [SEP] B [SEP], RoBERTa's <s> A </s></s> B </s>; T5's one
 # text ends with </s>, Llama's starts with <s>.
 PAIR_SPECIALS = {"bert": 3, "roberta": 4, "deberta-v2": 3, "minilm": 3, "t5": 1, "llama-head": 1, "llama-lm": 1}
@@ -133,6 +132,9 @@ def expected_count(arch, method, bb, m) -> int:
             if bb.arch.family == "decoder":
                 heads, head_dim = kv_shape(bb.model.config.to_dict())
                 return 2 * L * c.prefix_length * heads * head_dim
+            if bb.arch.family == "seq2seq":  # every self-attention: encoder and decoder (2L), width heads·d_kv
+                cfg = bb.model.config
+                return 2 * (2 * L) * c.prefix_length * cfg.num_heads * cfg.d_kv
             return 2 * L * c.prefix_length * d
         case "resprompt":
             h = c.hidden_size

@@ -11,8 +11,8 @@ Decoders (GPT-2, Llama, ...) take the prefixes as a cache of p earlier positions
 P-Tuning v2's and HF PEFT's code for causal LMs (trainers/lm.py, ``run_decoder``): every token
 attends to them, their keys carry no rotary position, and the real tokens' positions start after
 them. Llama's grouped-query attention gets prefixes of its key/value width (2·L·p·kv_dim).
-T5 is not written yet (its encoder and decoder attentions add relative position biases that the
-prefix keys would need), so validation refuses it.
+On T5 every self-attention, of the encoder and of the decoder, gets its prefixes (2·2L·p·inner,
+inner = heads·d_kv), spliced as for DeBERTa: the prefix keys get no relative-position bias.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from trainers.backbone import Backbone
 from trainers.config import check
 from trainers.methods.base import Method, freeze_all_but_head, register_method
 from trainers.config import check as _check
-from trainers.families import arch_for, kv_shape
+from trainers.families import arch_for, blocks, kv_shape
 from trainers.methods.layers import edit_blocks, hidden_size
 
 
@@ -112,8 +112,46 @@ def _splice_deberta(attn: nn.Module, prefixes: Prefixes, layer: int) -> None:
     attn.disentangled_attention_bias = positional_bias
 
 
+def _splice_t5(attn: nn.Module, prefixes: Prefixes, layer: int) -> None:
+    """T5Attention (self-attention of the encoder and of the decoder): hand the prefixes over as a
+    cache of p earlier keys and values (T5 views k/v by the input's length, so they cannot be
+    appended to the projections), widen the mask at the front, and give the prefix keys no
+    relative-position bias (in the layer that computes the bias)."""
+    p, heads = prefixes.shape[0], attn.n_heads
+
+    def with_prefix(module, args, kwargs):
+        from transformers import DynamicCache
+
+        if prefixes.current is None:
+            return args, kwargs
+        hidden = args[0] if args else kwargs["hidden_states"]
+        k, v = (t.view(t.size(0), p, heads, -1).transpose(1, 2) for t in prefixes.kv(layer, hidden.size(0)))
+        cache = DynamicCache()
+        for i in range(attn.layer_idx + 1):  # only this layer's entry is read
+            cache.update(k, v, i)
+        kwargs["cache"] = cache
+        mask = kwargs.get("mask")
+        if mask is not None:
+            fill = torch.ones if mask.dtype == torch.bool else torch.zeros
+            kwargs["mask"] = torch.cat([fill(*mask.shape[:-1], p, dtype=mask.dtype, device=mask.device), mask], -1)
+        return args, kwargs
+    attn.register_forward_pre_hook(with_prefix, with_kwargs=True)
+
+    if attn.has_relative_attention_bias:
+        bias = attn.compute_bias
+
+        def positional_bias(query_length, key_length, device=None, past_seen_tokens=0, **kw):
+            if prefixes.current is None:
+                return bias(query_length, key_length, device=device, past_seen_tokens=past_seen_tokens, **kw)
+            return F.pad(bias(query_length, key_length - p, device=device, **kw), (p, 0))
+        attn.compute_bias = positional_bias
+
+
 def splice(layers: list[nn.Module], prefixes: Prefixes) -> None:
     for i, layer in enumerate(layers):
+        if hasattr(layer, "layer") and hasattr(layer.layer[0], "SelfAttention"):  # a T5 block
+            _splice_t5(layer.layer[0].SelfAttention, prefixes, i)
+            continue
         attn = layer.attention.self
         if hasattr(attn, "key_proj"):
             _splice_deberta(attn, prefixes, i)
@@ -164,8 +202,8 @@ class PrefixTuning(Method):
     def check_backbone(cls, config, *, model_config, tokenizer) -> None:
         d = model_config if isinstance(model_config, dict) else model_config.to_dict()
         arch = arch_for(d)
-        _check(arch.prefix_route is not None, "backbone", "prefix tuning is written for encoder and decoder "
-               "backbones, not seq2seq yet", f"a {arch.family} backbone ({d.get('model_type')})")
+        _check(arch.prefix_route is not None, "backbone", "prefix tuning does not know this backbone's attention",
+               f"a {arch.family} backbone ({d.get('model_type')})")
 
     def apply(self, backbone: Backbone) -> nn.Module:
         config = backbone.model.config.to_dict()
@@ -175,6 +213,10 @@ class PrefixTuning(Method):
         if backbone.arch.prefix_route == "cache":
             heads, head_dim = kv_shape(config)
             return CachePrefixModel(m, Prefixes(p, len(layers), heads * head_dim, self.config), heads, head_dim)
+        if backbone.arch.family == "seq2seq":  # every block's self-attention, encoder and decoder
+            layers = blocks(m, backbone.arch)
+            inner = config["num_heads"] * config["d_kv"]
+            return PrefixModel(m, Prefixes(p, len(layers), inner, self.config), layers)
         return PrefixModel(m, Prefixes(p, len(layers), hidden_size(m), self.config), layers)
 
     def method_parameters(self, model: nn.Module) -> list[nn.Parameter]:
