@@ -41,7 +41,8 @@ class Recording:
 
     def expected_metrics(self, evals: int) -> int:
         """Metric rows a run that plays ``evals`` evaluations must end with."""
-        count = lambda m: sum(not math.isnan(float(v)) for v in m.values())  # noqa: E731
+        # strings (the task format) go to tags, not metrics (runner.TrialReporter.on_start)
+        count = lambda m: sum(not isinstance(v, str) and not math.isnan(float(v)) for v in m.values())  # noqa: E731
         final = {"best_dev_score": 0, "train_seconds": 0, "trainable_params": 0} | self.result.reported_metrics
         return count(self.start) + sum(count(self.eval(r)[1]) for r in range(evals)) + count(final)
 
