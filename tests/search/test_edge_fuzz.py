@@ -108,6 +108,7 @@ def test_fuzzed_specs_are_refused_in_one_line_or_run(mutations, data_dir, base_s
 
 class _Outcome:
     seconds, trials, errors, search_id, outputs, incomplete = 0.0, 1, 0, "fuzz", [], False
+    parent_run_id, experiment_id = "fuzz-parent", "0"
 
 
 import pytest  # noqa: E402
