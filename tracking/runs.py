@@ -242,9 +242,12 @@ class TrialRun:
         for m in batch:
             self._last_step[m.key] = max(step, self._last_step.get(m.key, step))
         if self.asynchronous:
-            self._pending.append((batch, self.client.log_batch(self.run_id, metrics=batch, synchronous=False)))
-        else:
-            self._call(self.client.log_batch, self.run_id, metrics=batch)
+            try:
+                self._pending.append((batch, self.client.log_batch(self.run_id, metrics=batch, synchronous=False)))
+                return
+            except RuntimeError as e:  # MLflow's queue shut down under us ("cannot schedule new futures after
+                log.warning("run %s: async logging unavailable (%s); logging synchronously", self.run_id, e)
+        self._call(self.client.log_batch, self.run_id, metrics=batch)
 
     def flush(self) -> None:
         """Wait for every queued batch; re-send the failed ones; then check the run in the store."""
@@ -253,7 +256,7 @@ class TrialRun:
         for batch, ops in pending:
             try:
                 ops.wait()
-            except MlflowException:
+            except (MlflowException, RuntimeError):  # RuntimeError: the async queue was shut down
                 failed += 1
                 self._call(self.client.log_batch, self.run_id, metrics=batch)
         if failed:
