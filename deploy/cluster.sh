@@ -26,6 +26,9 @@
 #     RAY_PORT (GCS) [6379]  DASHBOARD_PORT [8265]  DASHBOARD_AGENT_PORT  DASHBOARD_AGENT_GRPC_PORT
 #     RUNTIME_ENV_AGENT_PORT  RAY_CLIENT_PORT  NODE_MANAGER_PORT  OBJECT_MANAGER_PORT
 #     METRICS_EXPORT_PORT  MIN_WORKER_PORT  MAX_WORKER_PORT
+#     AUTOSCALER_METRIC_PORT [44217]  DASHBOARD_METRIC_PORT [44227]: the head's autoscaler and
+#       dashboard Prometheus endpoints (read-only metrics, no auth); Ray 2.60 binds them to
+#       every interface: firewall them, or pick ports your firewall already closes
 #   DASHBOARD_HOST      where the dashboard (Jobs API: it runs commands) listens    [127.0.0.1]
 #   PEFTSEARCH_RAY_AUTH token | disabled; with token, Ray's RAY_AUTH_MODE=token     [token]
 #   RAY_AUTH_TOKEN_PATH the cluster's Ray token, mode 0600; the head generates it, every worker
@@ -53,6 +56,9 @@ case ${PEFTSEARCH_RAY_AUTH:-token} in
     *) echo "cluster.sh: PEFTSEARCH_RAY_AUTH must be token or disabled (got ${PEFTSEARCH_RAY_AUTH})" >&2; exit 2 ;;
 esac
 export RAY_USAGE_STATS_ENABLED=${RAY_USAGE_STATS_ENABLED:-0}
+# Ray reads these two from the environment only (no `ray start` flag)
+[[ -n ${AUTOSCALER_METRIC_PORT:-} ]] && export AUTOSCALER_METRIC_PORT
+[[ -n ${DASHBOARD_METRIC_PORT:-} ]] && export DASHBOARD_METRIC_PORT
 umask 077
 mkdir -p "$STATE" "$SECRETS"
 

@@ -4,7 +4,7 @@ A Ray head (no CPUs: it runs the driver only) and worker nodes, each a separate 
 process; PostgreSQL and an `mlflow server` for tracking, all on 127.0.0.1. The search is W
 short real trials (a tiny config-built BERT on real RTE rows), each asking for a fraction of a
 CPU so that all W run at once. The driver (`peftsearch run`, a separate process) is killed with
-SIGKILL once half the trials finished; `peftsearch resume` finishes the search. Measured:
+SIGKILL once half the search's Tune results are in; `peftsearch resume` finishes the search. Measured:
 
 - the driver's CPU seconds per Tune result (psutil), before the kill and in the resume;
 - the cost of Tune's experiment-state snapshots: every call of Tune's
@@ -107,12 +107,15 @@ class _Nodes:
             shutil.rmtree(d, ignore_errors=True)
 
 
+STEPS, EVALS = 32, 8  # per trial: long enough that a kill at half the results finds trials running
+
+
 def write_spec(path: Path, *, trials: int, cpu: float, data_dir: str, backbone: str, uri: str) -> Path:
     spec = {"name": "bench-width", "backbone": backbone, "data": {"source": "local", "dir": data_dir},
             "tasks": ["rte"], "methods": {"finetune": {"lr": [1e-5 * (i + 1) for i in range(trials // 2)]}},
             "seeds": [0, 1],
-            "training": {"max_epochs": 1, "patience": 5, "batch_size": 4, "max_length": 32, "max_train_examples": 16,
-                         "max_eval_examples": 8, "eval_every": 2},
+            "training": {"max_epochs": 1, "patience": 100, "batch_size": 4, "max_length": 32,
+                         "max_train_examples": 4 * STEPS, "max_eval_examples": 8, "eval_every": STEPS // EVALS},
             "search": {"algorithm": "grid", "max_concurrent": trials}, "resources": {"cpu": cpu},
             "tracking": {"uri": uri}}
     path.write_text(yaml.safe_dump(spec))
@@ -184,8 +187,8 @@ def run_width(*, trials: int, workers: int, data_dir: str, backbone: str | None,
                               uri=server.url)
             env = os.environ | {"TUNE_GLOBAL_CHECKPOINT_S": checkpoint_s, "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
             out, stats = tmp / "out", [tmp / "snapshots-run.json", tmp / "snapshots-resume.json"]
-            echo(f"{trials} trials at {cpu:g} CPU each on {workers} worker nodes; the driver dies at half-way ...")
-            half = lambda: _counts(pg.uri)["finished"] >= trials // 2  # noqa: E731
+            echo(f"{trials} trials at {cpu:g} CPU each on {workers} worker nodes; the driver dies at half the results ...")
+            half = lambda: _counts(pg.uri)["results"] >= trials * EVALS // 2  # noqa: E731
             cpu1, wall1, _ = _drive(["run", str(out), str(stats[0]), nodes.address, str(spec)], env, until=half)
             killed = _counts(pg.uri)
             echo(f"killed with {killed['finished']} finished runs of {trials}; resuming ...")

@@ -102,8 +102,11 @@ def dataset_inputs(cfg) -> list:
 def log_trial_provenance(client, run_id: str, cfg) -> None:
     from mlflow.entities import RunTag
 
-    client.log_inputs(run_id, datasets=dataset_inputs(cfg))
-    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in trial_tags(cfg).items()])
+    from tracking.runs import retrying
+
+    # trials of one task starting together race to insert the same dataset rows: the loser retries
+    retrying(client.log_inputs, run_id, datasets=dataset_inputs(cfg), what="log_inputs", conflicts=5)
+    retrying(client.log_batch, run_id, tags=[RunTag(k, v) for k, v in trial_tags(cfg).items()], what="log_batch")
 
 
 def log_logged_model(client, run_id: str, experiment_id: str, local_dir: str, cfg, step: int = 0) -> str:

@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import random
+import re
 import time
 import traceback
 import uuid
@@ -67,16 +68,37 @@ def transient(e: BaseException) -> bool:
     return isinstance(e, MlflowException) and (e.get_http_status_code() >= 500 or "QueuePool limit" in str(e))
 
 
-def retrying(fn: Callable[..., T], *args, what: str = "tracking call", **kwargs) -> T:
+_CONFLICT = re.compile(r"IntegrityError|UNIQUE constraint failed|duplicate key value violates unique constraint")
+
+
+def conflict(e: BaseException) -> bool:
+    """A unique-constraint violation: a concurrent writer inserted the same row first. MLflow's
+    ``log_inputs`` looks up a dataset (experiment, name, digest) and inserts it when missing, so
+    two trials of one task starting together race on it; the loser's retry finds the row. A SQL
+    store raises it as an MlflowException caused by IntegrityError; a server sends its message."""
+    import sqlalchemy.exc
+
+    while e is not None:
+        if isinstance(e, sqlalchemy.exc.IntegrityError) or (isinstance(e, MlflowException) and _CONFLICT.search(str(e))):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def retrying(fn: Callable[..., T], *args, what: str = "tracking call", conflicts: int = 0, **kwargs) -> T:
     """``fn(*args, **kwargs)``, retried with exponential backoff (0.5 s doubling to 30 s, jittered)
-    while it fails transiently, for at most PEFTSEARCH_TRACKING_RETRY_S seconds (default 900)."""
+    while it fails transiently, for at most PEFTSEARCH_TRACKING_RETRY_S seconds (default 900);
+    a unique-constraint conflict (see ``conflict``) is retried up to ``conflicts`` times."""
     deadline = time.monotonic() + float(os.environ.get(RETRY_ENV, RETRY_S))
     delay = 0.5
     while True:
         try:
             return fn(*args, **kwargs)
         except Exception as e:  # noqa: BLE001 - sorted by transient()
-            if not transient(e) or time.monotonic() + delay > deadline:
+            lost_race = conflicts > 0 and conflict(e)
+            if lost_race:
+                conflicts -= 1
+            elif not transient(e) or time.monotonic() + delay > deadline:
                 raise
             log.warning("%s failed (%s); retrying in %.1fs", what, str(e).splitlines()[0][:200], delay)
             time.sleep(delay * random.uniform(1.0, 1.25))

@@ -1,7 +1,7 @@
 """`peftsearch bench width` at a small width (the 64-trial run is the bench's default; it needs
 about 30 GB for its trial processes): a loopback Ray cluster (a head without CPUs and two worker
 nodes, separate `ray start` processes), PostgreSQL and an `mlflow server`; trials at fractional
-CPUs all running at once; the driver killed with SIGKILL at half-way, then `resume`."""
+CPUs all running at once; the driver killed with SIGKILL at half the results, then `resume`."""
 from __future__ import annotations
 
 import pytest
@@ -15,7 +15,7 @@ def test_a_wide_search_killed_at_half_way_resumes_to_one_finished_run_per_trial(
     r = run_width(trials=4, workers=2, data_dir=str(data_dir), backbone=tiny_bert)
     print(table(r))
     assert r["cpu_per_trial"] == 0.5  # fractional: 4 trials fit 2 one-CPU workers at once
-    assert 2 <= r["killed_at"]["finished"] < 4 or r["killed_at"]["runs"] < 4  # really cut short
+    assert r["killed_at"]["finished"] < 4 and r["killed_at"]["results"] > 0  # really cut short, mid-search
     f = r["final"]
     assert f["runs"] == f["finished"] == f["unique_keys"] == 4
     assert r["run"]["results"] > 0 and r["run"]["driver_cpu_s"] > 0
