@@ -136,8 +136,10 @@ def log_result(run: runs.TrialRun, result) -> None:
     """A finished training's summary on its run."""
     # best_dev_score: the selection score; reported_score: the reported set's score at the best
     # selection evaluation (trainers/splits.py says which sets those are).
+    costs = {k: getattr(result, k) for k in ("peak_rss_mb", "peak_gpu_mb", "inference_ms_per_example")}
     run.log_metrics({"best_dev_score": result.best_dev_score, "train_seconds": result.train_seconds,
-                     "trainable_params": result.trainable_params} | result.reported_metrics, step=result.steps)
+                     "trainable_params": result.trainable_params} | result.reported_metrics
+                    | {k: v for k, v in costs.items() if v == v}, step=result.steps)  # v == v: not NaN
     run.set_tags({"peftsearch.stopped_early": result.stopped_early, "peftsearch.best_step": result.best_step})
 
 
@@ -189,7 +191,10 @@ def _free_accelerator_memory(torch) -> None:
     trial's CUDA tensors must be released when it ends. Untested here: these machines have no GPU."""
     import gc
 
+    from trainers.memory import release_freed
+
     gc.collect()
+    release_freed()  # the next trial in this worker starts without this one's freed heap resident
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 

@@ -1,8 +1,11 @@
 """The Pareto view of cost against quality: per task, each method's seed-median score at its best
-assignment, with the interquartile range over seeds, against its costs (trainable parameters,
-wall seconds per trial, GPU-hours of the whole search); the frontier is marked. Written as
-pareto.csv, pareto.png and pareto.svg. Peak training memory and inference time relative to
-finetune are not logged by trials today; they come from ``peftsearch bench methods``."""
+assignment, with the interquartile range over seeds, against its costs: trainable parameters,
+wall seconds per trial, peak training memory (GPU where the trials had one, else the trial
+process's resident peak), inference time relative to finetune (the trials' timed pass over the
+selection set in each method's inference form; NaN without a finetune on the task and
+backbone), and GPU-hours of the whole search. The frontier is marked. Written as pareto.csv,
+pareto.png and pareto.svg. Runs logged before trials measured memory and inference leave those
+axes out."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,7 +16,9 @@ import pandas as pd
 from tracking.analysis import Score, summarize, with_score
 
 COSTS = {"trainable_params": "trainable parameters", "seconds_per_trial": "wall seconds per trial",
+         "peak_memory_mb": "peak training memory (MB)", "inference_vs_finetune": "inference time / finetune's",
          "gpu_hours": "GPU-hours (whole search)"}
+_COST_INPUTS = ("peak_rss_mb", "peak_gpu_mb", "inference_ms_per_example")
 
 
 def pareto_points(trials: pd.DataFrame, *, score: Score = "selection") -> pd.DataFrame:
@@ -24,9 +29,17 @@ def pareto_points(trials: pd.DataFrame, *, score: Score = "selection") -> pd.Dat
     out = g.agg(median=("score", "median"), q25=("score", lambda s: s.quantile(0.25)),
                 q75=("score", lambda s: s.quantile(0.75)), seeds=("seed", "nunique"),
                 trainable_params=("trainable_params", "median")).reset_index()
-    cost = t.assign(gpu_hours=t["wall_seconds"] * t["gpus"].fillna(0) / 3600).groupby(["task", "method", "backbone"])
-    out = out.merge(cost.agg(seconds_per_trial=("wall_seconds", "median"), gpu_hours=("gpu_hours", "sum")).reset_index(),
+    t = t.assign(**{c: t[c] if c in t else np.nan for c in _COST_INPUTS})
+    t = t.assign(gpu_hours=t["wall_seconds"] * t["gpus"].fillna(0) / 3600,
+                 peak_memory_mb=t["peak_gpu_mb"].where(t["peak_gpu_mb"].notna(), t["peak_rss_mb"]))
+    cost = t.groupby(["task", "method", "backbone"])
+    out = out.merge(cost.agg(seconds_per_trial=("wall_seconds", "median"), gpu_hours=("gpu_hours", "sum"),
+                             peak_memory_mb=("peak_memory_mb", "median"),
+                             inference_ms=("inference_ms_per_example", "median")).reset_index(),
                     on=["task", "method", "backbone"])
+    finetune = out[out["method"] == "finetune"].set_index(["task", "backbone"])["inference_ms"]
+    ref = pd.Series([finetune.get((a, b), np.nan) for a, b in zip(out["task"], out["backbone"])], index=out.index)
+    out["inference_vs_finetune"] = out["inference_ms"] / ref
     for c in COSTS:
         out[f"frontier_{c}"] = _frontier(out, c)
     return out

@@ -15,7 +15,9 @@ import sqlalchemy as sa
 from tracking.db import session_scope
 from tracking.runs import PARENT_TAG, TAGS, tag
 
-METRIC_COLUMNS = ("best_dev_score", "reported_score", "trainable_params")
+METRIC_COLUMNS = ("best_dev_score", "reported_score", "trainable_params",
+                  # costs (trainers/loop.py TrainResult): absent from runs logged before they existed
+                  "peak_rss_mb", "peak_gpu_mb", "inference_ms_per_example")
 # The tags read per trial, each one indexed join (the query's cost): the search is reached through
 # the parent run, so peftsearch.search_id is not needed, and the metric label, the same for every
 # trial of a task, is read for one trial per task. Any other tag can still filter (Selection.tags).

@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from trainers import memory
 from trainers.backbone import load_posed
 from trainers.families import format_name
 from trainers.config import TrainingConfig, TrialConfig
@@ -46,6 +47,13 @@ class TrainResult:
     protocol: str = "dev"
     # training.save_model: the inference artefact at the best evaluation (Method.inference_state)
     artefact: dict[str, torch.Tensor] | None = None
+    # The trial's peak memory: its process's resident set (trainers/memory.py), and on CUDA
+    # torch's peak allocated bytes; NaN where not measured.
+    peak_rss_mb: float = math.nan
+    peak_gpu_mb: float = math.nan
+    # One pass over the selection set in the method's inference form (Method.fuse), after training:
+    # milliseconds per example. The Pareto view divides it by finetune's.
+    inference_ms_per_example: float = math.nan
 
 
 def seed_everything(seed: int) -> None:
@@ -104,6 +112,9 @@ def prepare(cfg: TrialConfig, device: str) -> Prepared:
 def train(cfg: TrialConfig, *, reporter: Reporter | None = None, device: str | None = None) -> TrainResult:
     seed_everything(cfg.seed)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    memory.reset_peak()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
     t, p = cfg.training, prepare(cfg, device)
     task, model, method, optimizer, scheduler, fmt = p.task, p.model, p.method, p.optimizer, p.scheduler, p.fmt
     train_loader, eval_loaders, evals, n_params = p.train_loader, p.eval_loaders, p.evals, p.trainable_params
@@ -143,13 +154,54 @@ def train(cfg: TrialConfig, *, reporter: Reporter | None = None, device: str | N
                 if stopper.should_stop or step == total_steps:
                     break
                 model.train()
+    train_seconds = time.perf_counter() - start
+    peak_rss = memory.peak_resident_mb()  # before the inference pass: the training's peak
+    peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else math.nan
+    artefact = None if best_state is None else inference_artefact(method, model, best_state)  # fuses the model
+    infer_ms = timed_inference(method, model, eval_loaders["dev"], fmt, device, fused=artefact is not None)
     return TrainResult(
         best_dev_score=stopper.best if stopper.best is not None else math.nan, best_step=best_step,
         steps=step, evaluations=stopper.seen, stopped_early=step < total_steps,
-        train_seconds=time.perf_counter() - start, trainable_params=n_params, history=history,
+        train_seconds=train_seconds, trainable_params=n_params, history=history,
         reported_score=at_best.get("reported_score", math.nan), reported_metrics=at_best,
-        protocol=cfg.data.protocol, artefact=None if best_state is None else inference_artefact(method, model, best_state),
+        protocol=cfg.data.protocol, artefact=artefact, peak_rss_mb=peak_rss, peak_gpu_mb=peak_gpu,
+        inference_ms_per_example=infer_ms,
     )
+
+
+def timed_inference(method, model: torch.nn.Module, loader, fmt, device: str, *, fused: bool) -> float:
+    """``inference_ms`` in the method's inference form; NaN, with a warning, where fusing or the
+    pass runs out of memory (AoT's tables are |V| x d per layer): the trial itself has succeeded."""
+    import logging
+
+    try:
+        if not fused:
+            model.eval()
+            method.fuse(model)
+        return inference_ms(model, loader, fmt, device)
+    except (MemoryError, RuntimeError) as e:  # torch.cuda.OutOfMemoryError is a RuntimeError
+        if not isinstance(e, MemoryError) and "memory" not in str(e).lower():
+            raise  # a bug in a method's fuse or forward, not a lack of memory
+        logging.getLogger(__name__).warning("inference timing skipped: %s", str(e).splitlines()[0][:200])
+        return math.nan
+
+
+@torch.no_grad()
+def inference_ms(model: torch.nn.Module, loader, fmt, device: str) -> float:
+    """Milliseconds per example of one forward pass over ``loader`` (labels and scoring excluded)."""
+    model.eval()
+    n, seconds = 0, 0.0
+    for batch in loader:
+        inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fmt.forward(model, inputs)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds += time.perf_counter() - t0
+        n += len(batch["labels"])
+    return 1000 * seconds / n if n else math.nan
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
