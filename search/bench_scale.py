@@ -43,7 +43,9 @@ class Recording:
         """Metric rows a run that plays ``evals`` evaluations must end with."""
         # strings (the task format) go to tags, not metrics (runner.TrialReporter.on_start)
         count = lambda m: sum(not isinstance(v, str) and not math.isnan(float(v)) for v in m.values())  # noqa: E731
-        final = {"best_dev_score": 0, "train_seconds": 0, "trainable_params": 0} | self.result.reported_metrics
+        from search.runner import result_metrics
+
+        final = result_metrics(self.result)  # what runner.log_result logs at the end
         return count(self.start) + sum(count(self.eval(r)[1]) for r in range(evals)) + count(final)
 
 

@@ -11,7 +11,10 @@ from rich.console import Console
 
 class Progress(tune.Callback):
     def __init__(self, total: int, console: Console | None = None) -> None:
-        self.total, self.done, self.failed = total, 0, 0
+        self.total = total
+        # trial id -> "finished" | "failed": a trial Tune runs again after a resume (it had ended
+        # after Tune's last saved state) is counted once, by its latest outcome
+        self.ended: dict[str, str] = {}
         self._console = console
         self.started: dict[str, float] = {}
 
@@ -39,15 +42,23 @@ class Progress(tune.Callback):
             f"best {result.get('best_dev_score', float('nan')):.4f}  loss {result.get('train_loss', float('nan')):.4f}"
         )
 
+    @property
+    def done(self) -> int:
+        return sum(v == "finished" for v in self.ended.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(v == "failed" for v in self.ended.values())
+
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.done += 1
+        self.ended[trial.trial_id] = "finished"
         best = (trial.last_result or {}).get("best_dev_score", float("nan"))
-        self.console.print(f"[green]✓ [{self.done + self.failed}/{self.total}][/] {self._name(trial)} "
+        self.console.print(f"[green]✓ [{len(self.ended)}/{self.total}][/] {self._name(trial)} "
                            f"best dev_score {best:.4f} ({self._elapsed(trial)})")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.failed += 1
-        self.console.print(f"[red]✗ [{self.done + self.failed}/{self.total}][/] {self._name(trial)} failed: "
+        self.ended[trial.trial_id] = "failed"
+        self.console.print(f"[red]✗ [{len(self.ended)}/{self.total}][/] {self._name(trial)} failed: "
                            f"{_last_error_line(trial)} ({self._elapsed(trial)})")
 
     def _elapsed(self, trial) -> str:

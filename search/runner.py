@@ -132,14 +132,20 @@ def trial_tags(cfg: TrialConfig, trial: Trial, ctx: SearchContext, *, key: str, 
             "protocol": cfg.data.protocol, "cpus": ctx.cpus, "gpus": ctx.gpus, "trial_key": key, "attempt": attempt}
 
 
+def result_metrics(result) -> dict[str, float]:
+    """A finished training's summary metrics: the scores, its time and size, and its measured
+    costs where they were measured (not NaN)."""
+    costs = {k: getattr(result, k) for k in ("peak_rss_mb", "peak_gpu_mb", "inference_ms_per_example")}
+    return ({"best_dev_score": result.best_dev_score, "train_seconds": result.train_seconds,
+             "trainable_params": result.trainable_params} | result.reported_metrics
+            | {k: v for k, v in costs.items() if v == v})  # v == v: not NaN
+
+
 def log_result(run: runs.TrialRun, result) -> None:
     """A finished training's summary on its run."""
     # best_dev_score: the selection score; reported_score: the reported set's score at the best
     # selection evaluation (trainers/splits.py says which sets those are).
-    costs = {k: getattr(result, k) for k in ("peak_rss_mb", "peak_gpu_mb", "inference_ms_per_example")}
-    run.log_metrics({"best_dev_score": result.best_dev_score, "train_seconds": result.train_seconds,
-                     "trainable_params": result.trainable_params} | result.reported_metrics
-                    | {k: v for k, v in costs.items() if v == v}, step=result.steps)  # v == v: not NaN
+    run.log_metrics(result_metrics(result), step=result.steps)
     run.set_tags({"peftsearch.stopped_early": result.stopped_early, "peftsearch.best_step": result.best_step})
 
 
@@ -305,7 +311,7 @@ def _continue_progress(tuner, *, client, ctx: SearchContext, console) -> None:
     config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
     for cb in getattr(config, "callbacks", None) or []:
         if isinstance(cb, Progress):
-            cb.done, cb.failed = runs.ended_children(client, ctx.experiment_id, ctx.parent_run_id)
+            cb.ended = runs.ended_children(client, ctx.experiment_id, ctx.parent_run_id)
             cb._console = console
 
 

@@ -195,11 +195,16 @@ def mark_resumed(c: MlflowClient, parent_run_id: str) -> None:
     c.update_run(parent_run_id, status="RUNNING")
 
 
-def ended_children(c: MlflowClient, experiment_id: str, parent_run_id: str) -> tuple[int, int]:
-    """(finished, failed) trial runs of a search so far, pruned runs counted as finished."""
-    done = c.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=50000)
-    finished = sum(r.info.status == "FINISHED" or r.data.tags.get(PRUNED_TAG) == "true" for r in done)
-    return finished, sum(r.info.status == "FAILED" for r in done)
+def ended_children(c: MlflowClient, experiment_id: str, parent_run_id: str) -> dict[str, str]:
+    """Trial key -> "finished" or "failed", for the trial runs of a search that ended so far
+    (pruned runs count as finished)."""
+    ended = {}
+    for r in c.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=50000):
+        if r.info.status == "FINISHED" or r.data.tags.get(PRUNED_TAG) == "true":
+            ended[r.data.tags.get(KEY_TAG, r.info.run_id)] = "finished"
+        elif r.info.status == "FAILED":
+            ended[r.data.tags.get(KEY_TAG, r.info.run_id)] = "failed"
+    return ended
 
 
 def delete_runs_not_in(c: MlflowClient, experiment_id: str, parent_run_id: str, keys: set[str]) -> int:

@@ -40,7 +40,8 @@ class Search:
     def __init__(self, *args: str, cwd: Path, mark: str) -> None:
         env = os.environ | {"PYTHONUNBUFFERED": "1", "PEFTSEARCH_TEST_MARK": mark}
         self.proc = subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=cwd, env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     start_new_session=True)  # its own process group, as a terminal's job is
         self.lines: list[str] = []
         self._reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stderr.readline, "")), daemon=True)
         self._reader.start()
@@ -140,3 +141,22 @@ def test_sigterm_kills_the_owned_runs_prints_the_resume_line_and_resume_finishes
     assert len(replaced) >= 1 and set(replaced.status) == {"KILLED"}  # replaced attempts ended KILLED first
     parent = runs[runs["peftsearch.role"] == "search"].iloc[0]
     assert parent.status == "FINISHED" and parent["peftsearch.incomplete"] == "false"
+
+
+def test_ctrl_c_to_the_whole_process_group_kills_the_owned_runs_and_prints_the_resume_line(tmp_path, data_dir,
+                                                                                          tiny_bert):
+    """Ctrl-C at a terminal sends SIGINT to every process of the foreground job: the driver and
+    whatever it started in its group, Ray's local processes included."""
+    mark = uuid.uuid4().hex
+    search = Search("run", str(spec_file(tmp_path, data_dir, tiny_bert, "ctrl-c")), "--out", "out", cwd=tmp_path, mark=mark)
+    search.wait_for("  eval ")
+    os.killpg(search.proc.pid, signal.SIGINT)
+    rc = search.finish(timeout=300)
+    assert rc == 130, search.stderr[-3000:]
+    last = search.stderr.strip().splitlines()[-1]
+    assert last.startswith("peftsearch: interrupted; ") and last.endswith(f"resume with: peftsearch resume {tmp_path / 'out'}")
+    assert "Traceback" not in search.stderr and "KeyboardInterrupt" not in search.stderr
+    runs = runs_of(tmp_path / "mlflow.db", "ctrl-c")
+    active = runs[runs.lifecycle_stage == "active"]
+    assert "RUNNING" not in set(active.status)
+    assert active[active["peftsearch.role"] == "search"].iloc[0].status == "KILLED"
