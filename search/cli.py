@@ -449,6 +449,27 @@ def bench_methods_cmd(backbone, route, batch, seq_len, repeats, warmup, only, de
                         warmup=warmup, device=device, echo=click.echo)
 
 
+@bench.command("aot-precision")
+@click.option("--method", default="aot_fc", show_default=True, type=click.Choice(["aot_fc", "aot_kron"]))
+@click.option("--task", default="rte", show_default=True)
+@click.option("--backbone", default="sentence-transformers/all-MiniLM-L6-v2", show_default=True)
+@click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
+@click.option("--train-examples", default=512, show_default=True)
+@click.option("--epochs", default=3, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True)
+def bench_aot_precision(method, task, backbone, data_dir, train_examples, epochs, lr) -> None:
+    """AoT trained once; the whole dev set scored with its fused tables in float32, float16, bfloat16."""
+    from trainers.bench import fused_precision, load_line
+
+    click.echo(f"{method} on {task}, {backbone}, {train_examples} training examples x {epochs} epochs; {load_line()}")
+    rows = fused_precision(method=method, task=task, backbone=backbone, data_dir=str(Path(data_dir).resolve()),
+                           train_examples=train_examples, epochs=epochs, lr=lr)
+    click.echo("| tables | dev score | max logit change vs float32 | tables MiB | dev examples |\n| --- | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        click.echo(f"| {r['dtype']} | {r['dev_score']:.4f} | {r['max_logit_change']:.2e} | {r['table_mib']:.0f} "
+                   f"| {r['dev_examples']} |")
+
+
 @bench.command("convergence")
 @click.option("--task", default="sst2", show_default=True)
 @click.option("--backbone", default="sentence-transformers/all-MiniLM-L6-v2", show_default=True)

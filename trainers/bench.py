@@ -298,6 +298,44 @@ def format_convergence_row(r: dict[str, Any]) -> str:
             f"| {'yes' if r['best_dev'] > r['majority'] else 'NO'} | {r['seconds']:.0f} |")
 
 
+# ---- AoT's fused tables in lower precision ----------------------------------------------------------
+def fused_precision(*, method: str, task: str, backbone: str, data_dir: str, train_examples: int, epochs: int,
+                    lr: float, dtypes=("float32", "float16", "bfloat16"), seed: int = 0) -> list[dict[str, Any]]:
+    """Train AoT once with the one loop (training.save_model keeps the fused float32 tables at the
+    best evaluation), reload the artefact, and score the task's whole dev set with the tables
+    stored in each dtype: the score, the largest change of a logit against float32, the size."""
+    import tempfile
+
+    from trainers.artefact import load_artefact, save_artefact
+    from trainers.config import DataConfig, OptimConfig, TrainingConfig, TrialConfig
+    from trainers.data import make_loader
+    from trainers.loop import evaluate, train
+    from trainers.tasks import TASKS
+
+    t = TrainingConfig(max_epochs=epochs, patience=100, batch_size=16, max_length=128,
+                       max_train_examples=train_examples, save_model=True)
+    cfg = TrialConfig(task=task, method=method, backbone=backbone, seed=seed, optim=OptimConfig(lr=lr), training=t,
+                      data=DataConfig(source="local", dir=data_dir))
+    result = train(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        trained = load_artefact(save_artefact(tmp, result.artefact, cfg))
+    task_obj = TASKS[task]
+    dev = task_obj.load("dev", source="local", data_dir=data_dir)
+    loader = make_loader(dev, trained.tokenizer, max_length=t.max_length, batch_size=64, fmt=trained.fmt,
+                         regression=task_obj.is_regression, shuffle=False, seed=0)
+    model, table32, rows, ref = trained.model.eval(), trained.model.edit.fused.float(), [], None
+    for name in dtypes:
+        model.edit.set_fused(table32.to(getattr(torch, name)))
+        with torch.no_grad():
+            logits = torch.cat([trained.fmt.forward(model, {k: v for k, v in b.items() if k != "labels"})[1]
+                                for b in loader]).float()
+        ref = logits if ref is None else ref
+        rows.append({"dtype": name, "dev_score": evaluate(model, loader, task_obj, "cpu", trained.fmt)["score"],
+                     "max_logit_change": float((logits - ref).abs().max()), "table_mib": model.edit.fused.nbytes / 2**20,
+                     "dev_examples": len(dev), "best_dev_in_training": result.best_dev_score})
+    return rows
+
+
 def methods_variants(only) -> list[Variant]:
     from trainers.methods import METHODS
     from trainers.registry import unknown_name_message

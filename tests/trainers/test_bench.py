@@ -1,5 +1,6 @@
 """`peftsearch bench methods` runs end to end and prints its table (no timing asserts: the numbers
 are for people to read; see trainers/bench.py)."""
+import pytest
 import torch
 import torch.nn as nn
 from click.testing import CliRunner
@@ -77,3 +78,15 @@ def test_the_bench_needs_only_torch_transformers_and_peft():
             "print([m for m in ('pydantic', 'ray', 'mlflow', 'click', 'optuna', 'sqlalchemy') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_bench_aot_precision_scores_the_same_training_with_each_table_dtype(tiny_bert, data_dir):
+    from trainers.bench import fused_precision
+
+    rows = fused_precision(method="aot_fc", task="rte", backbone=tiny_bert, data_dir=str(data_dir), train_examples=32,
+                           epochs=1, lr=1e-2)
+    by = {r["dtype"]: r for r in rows}
+    assert set(by) == {"float32", "float16", "bfloat16"} and by["float32"]["max_logit_change"] == 0
+    assert by["float16"]["table_mib"] * 2 == pytest.approx(by["float32"]["table_mib"])
+    assert 0 < by["bfloat16"]["max_logit_change"] < 1  # rounded, not broken
+    assert all(0 <= r["dev_score"] <= 1 and r["dev_examples"] == 277 for r in rows)  # RTE's whole dev set

@@ -8,6 +8,7 @@ Each test builds a fresh backbone (methods change the model they wrap) and runs 
 backward passes on real RTE sentence pairs, through the task format that poses RTE on the family
 (trainers/tasks/text.py), as the training loop does."""
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -269,6 +270,24 @@ def test_fused_and_unfused_give_the_same_logits(backbones, rte_rows, arch, metho
     if method.startswith("aot"):  # the tables are the trained P_l, not zeros
         assert len(model.edit.fused) == len(blocks(bb.model, bb.arch, "edit"))
         assert model.edit.fused[0].abs().max() > 0
+
+
+@pytest.mark.parametrize("arch, method", pairs(methods=["aot_fc", "aot_kron"]))
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_fused_tables_halve_their_memory_and_stay_close(backbones, rte_rows, arch, method, dtype):
+    bb, m, fmt = setup(backbones, arch, method, params={})
+    model = train_steps(m, fmt, m.apply(bb), bb, rte_rows)
+    inputs = batch(bb, fmt, rte_rows, labels=False)
+    with torch.no_grad():
+        m.fuse(model)
+        full, full_bytes = scores(fmt, model, inputs), model.edit.fused.nbytes
+        half = type(m)(dataclasses.replace(m.config, fused_dtype=dtype))
+        half.fuse(model)
+        assert model.edit.fused.dtype == getattr(torch, dtype) and model.edit.fused.nbytes * 2 == full_bytes
+        low = scores(fmt, model, inputs)
+        assert model.edit._rows is None  # the batch's gathered rows are not kept after the forward
+    assert not torch.equal(low, full)  # really rounded
+    torch.testing.assert_close(low, full, atol=5e-2, rtol=0)
 
 
 @pytest.mark.parametrize("arch, method", pairs(archs=(*ARCHITECTURES, *GENERATIVE)))  # MiniLM is a BERT

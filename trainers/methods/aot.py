@@ -8,8 +8,11 @@ reparametrization that only computes the rows of the tokens in the batch:
 - Kronecker: P[x] = kron(W_L[x // b], W_M[x % b]) · W_R, W_R zero, dropout on P_x;
   per layer (a + b)·r + r²·d parameters, a·b >= |V|.
 
-``fuse`` materialises every P_l for the whole vocabulary (a lookup and an add at inference); the
-fused tables, with the head, are the whole inference artefact.
+``fuse`` materialises every P_l for the whole vocabulary into one contiguous (L, |V|, d) table in
+the backbone's dtype (or ``fused_dtype``: float16/bfloat16 halve its memory). At inference the
+first edited block gathers every layer's rows for the batch in one ``index_select``; each block
+then adds its slice. The fused tables, with the head, are the whole inference artefact (saved
+per layer as ``edit.fused.<l>``, the format aot_multitask reads).
 """
 from __future__ import annotations
 
@@ -27,6 +30,12 @@ from trainers.methods.base import Method, freeze_all_but_head, register_method
 from trainers.methods.layers import LayerInputEditor, edit_blocks
 
 FUSE_CHUNK = 4096  # vocabulary rows materialised at a time
+FUSED = "edit.fused."  # the saved tables' keys: edit.fused.<layer>
+FusedDtype = Literal["auto", "float32", "float16", "bfloat16"]  # auto: the backbone's dtype
+
+
+def _fused_dtype_ok(value) -> bool:
+    return value in ("auto", "float32", "float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -34,11 +43,14 @@ class AoTFCConfig:
     rank: int = 64
     activation: Literal["relu", "gelu", "tanh"] = "relu"  # the paper's f is "a non-linearity"
     dropout: float = 0.1  # on E, before W1
+    fused_dtype: FusedDtype = "auto"  # the fused tables' dtype at inference
 
     def __post_init__(self) -> None:
         check(self.rank >= 1, "rank", "must be >= 1", self.rank)
         check(self.activation in ("relu", "gelu", "tanh"), "activation", "must be relu, gelu or tanh", self.activation)
         check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)", self.dropout)
+        check(_fused_dtype_ok(self.fused_dtype), "fused_dtype", "must be auto, float32, float16 or bfloat16",
+              self.fused_dtype)
 
 
 @dataclass(frozen=True)
@@ -47,12 +59,15 @@ class AoTKronConfig:
     a: int = 256  # rows of W_L; the paper's RoBERTa value
     b: Optional[int] = None  # rows of W_M; None = ceil(|V| / a)
     dropout: float = 0.1  # on P_x
+    fused_dtype: FusedDtype = "auto"  # the fused tables' dtype at inference
 
     def __post_init__(self) -> None:
         check(self.rank >= 1, "rank", "must be >= 1", self.rank)
         check(self.a >= 1, "a", "must be >= 1", self.a)
         check(self.b is None or self.b >= 1, "b", "must be >= 1 or null", self.b)
         check(0 <= self.dropout < 1, "dropout", "must be in [0, 1)", self.dropout)
+        check(_fused_dtype_ok(self.fused_dtype), "fused_dtype", "must be auto, float32, float16 or bfloat16",
+              self.fused_dtype)
 
     def b_for(self, vocab: int) -> int:
         b = self.b or math.ceil(vocab / self.a)
@@ -96,28 +111,47 @@ class KronTables(nn.Module):
 
 
 class AoTBias(nn.Module):
-    """The per-layer edit: add P_l[x], from the reparametrization or, once fused, a table."""
+    """The per-layer edit: add P_l[x], from the reparametrization or, once fused, from the table."""
 
     def __init__(self, tables: nn.Module, vocab: int) -> None:
         super().__init__()
         self.tables = tables
         self.vocab = vocab
-        self.fused: Optional[nn.ParameterList] = None
+        self.register_buffer("fused", None, persistent=False)  # (L, |V|, d) once fused; saved per layer
+        self._rows: Optional[torch.Tensor] = None  # (L, *ids.shape, d): this batch's rows, every layer
+        self._rows_of: Optional[torch.Tensor] = None  # the ids they were gathered for
 
     def forward(self, layer: int, ids: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        if self.fused is not None:
-            return hidden + nn.functional.embedding(ids, self.fused[layer])
-        return hidden + self.tables.rows(layer, ids)
+        if self.fused is None:
+            return hidden + self.tables.rows(layer, ids)
+        if self._rows_of is not ids:  # the batch's first edited block: one gather for all layers
+            L, _, d = self.fused.shape
+            self._rows = self.fused.index_select(1, ids.reshape(-1)).view(L, *ids.shape, d)
+            self._rows_of = ids
+        rows = self._rows[layer]
+        return hidden + (rows if rows.dtype == hidden.dtype else rows.to(hidden.dtype))
+
+    def release(self) -> None:
+        """Forget the batch's gathered rows (LayerInputEditor calls it after each forward)."""
+        self._rows = self._rows_of = None
 
     @torch.no_grad()
-    def fuse(self, n_layers: int) -> None:
+    def fuse(self, n_layers: int, dtype: Optional[torch.dtype] = None) -> None:
         was = self.tables.training
         self.tables.eval()  # no dropout in the materialised tables
-        all_ids = torch.arange(self.vocab, device=next(self.tables.parameters()).device)
-        self.fused = nn.ParameterList([
-            nn.Parameter(torch.cat([self.tables.rows(l, c) for c in all_ids.split(FUSE_CHUNK)]), requires_grad=False)
-            for l in range(n_layers)])
+        first = next(self.tables.parameters())
+        all_ids = torch.arange(self.vocab, device=first.device)
+        d = self.tables.rows(0, all_ids[:1]).size(-1)
+        table = torch.empty(n_layers, self.vocab, d, dtype=dtype or first.dtype, device=first.device)
+        for l in range(n_layers):
+            for c in all_ids.split(FUSE_CHUNK):
+                table[l, c[0]:c[-1] + 1] = self.tables.rows(l, c)
+        self.set_fused(table)
         self.tables.train(was)
+
+    def set_fused(self, table: torch.Tensor) -> None:
+        self.fused = table
+        self.release()
 
 
 class AoTMethod(Method):
@@ -137,16 +171,30 @@ class AoTMethod(Method):
     def method_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         return list(model.edit.tables.parameters())
 
+    def fused_dtype(self, model: nn.Module) -> torch.dtype:
+        name = getattr(self.config, "fused_dtype", "auto")
+        return model.backbone.get_input_embeddings().weight.dtype if name == "auto" else getattr(torch, name)
+
     def fuse(self, model: nn.Module) -> None:
-        model.edit.fuse(model.n_layers)
+        model.edit.fuse(model.n_layers, self.fused_dtype(model))
 
     def inference_state(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        """The fused tables and the head: the reparametrization is not needed any more."""
+        """The fused tables (one per layer, ``edit.fused.<l>``) and the head: the
+        reparametrization is not needed any more."""
         if model.edit.fused is None:
             self.fuse(model)
         state = {n: p.detach().clone() for n, p in model.named_parameters()
                  if p.requires_grad and not n.startswith("edit.tables.")}
-        return state | {n: p.detach().clone() for n, p in model.edit.fused.named_parameters(prefix="edit.fused")}
+        return state | {f"{FUSED}{l}": t.clone() for l, t in enumerate(model.edit.fused)}
+
+    def load_inference_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+        keys = [f"{FUSED}{l}" for l in range(model.n_layers)]
+        missing = [k for k in keys if k not in state]
+        if missing:
+            raise KeyError(f"state: AoT's fused tables {missing[:3]} are missing")
+        device = model.edit.fused.device if model.edit.fused is not None else "cpu"
+        model.edit.set_fused(torch.stack([state[k] for k in keys]).to(device, self.fused_dtype(model)))
+        super().load_inference_state(model, {k: v for k, v in state.items() if not k.startswith(FUSED)})
 
 
 @register_method
