@@ -163,7 +163,14 @@ def run_trial(config: dict, ctx: SearchContext) -> None:
     cfg = TrialConfig.from_dict(config["trial"]["config"])
     trial = Trial(cfg, config["trial"]["config_id"])
     key = tune.get_context().get_trial_id()
-    earlier = runs.retrying(runs.replace_earlier_attempts, runs.client(ctx.tracking_uri), ctx.experiment_id,
+    client = runs.client(ctx.tracking_uri)
+    done = runs.retrying(runs.finished_attempt, client, ctx.experiment_id, ctx.parent_run_id, key,
+                         what="finished_attempt")
+    if done is not None:  # it finished after Tune's last snapshot: hand Tune its result again
+        step = max((m.step for m in client.get_metric_history(done.info.run_id, "dev_score")), default=0)
+        tune.report(dict(done.data.metrics) | {"step": step})
+        return
+    earlier = runs.retrying(runs.replace_earlier_attempts, client, ctx.experiment_id,
                             ctx.parent_run_id, key, what="replace_earlier_attempts")
     tags = trial_tags(cfg, trial, ctx, key=key, attempt=len(earlier) + 1)
     try:

@@ -146,6 +146,13 @@ def _by_key(c: MlflowClient, experiment_id: str, parent_run_id: str, key: str, e
     return c.search_runs([experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}' and tags.`{KEY_TAG}` = '{key}'{extra}")
 
 
+def finished_attempt(c: MlflowClient, experiment_id: str, parent_run_id: str, key: str):
+    """The trial's run that already FINISHED, if any: Tune runs a trial again after a resume when
+    it ended after Tune's last saved state; its finished run stands, and nothing is retrained."""
+    done = _by_key(c, experiment_id, parent_run_id, key, " and attributes.status = 'FINISHED'")
+    return done[0] if done else None
+
+
 def replace_earlier_attempts(c: MlflowClient, experiment_id: str, parent_run_id: str, key: str) -> list[str]:
     """A retried or resumed trial replaces its earlier runs (deleted, in MLflow's sense), so each
     trial has exactly one run; one still RUNNING (its process died) ends KILLED first. Returns the
