@@ -9,9 +9,9 @@ reparametrization that only computes the rows of the tokens in the batch:
   per layer (a + b)·r + r²·d parameters, a·b >= |V|.
 
 ``fuse`` materialises every P_l for the whole vocabulary into one contiguous (L, |V|, d) table in
-the backbone's dtype (or ``fused_dtype``: float16/bfloat16 halve its memory). At inference the
-first edited block gathers every layer's rows for the batch in one ``index_select``; each block
-then adds its slice. The fused tables, with the head, are the whole inference artefact (saved
+the backbone's dtype (or ``fused_dtype``: float16/bfloat16 halve its memory). At inference each
+edited block looks its rows up in its slice of the table and adds them to its input in place
+(AoTBias.forward has the measurements). The fused tables, with the head, are the whole inference artefact (saved
 per layer as ``edit.fused.<l>``, the format aot_multitask reads).
 """
 from __future__ import annotations
@@ -118,22 +118,18 @@ class AoTBias(nn.Module):
         self.tables = tables
         self.vocab = vocab
         self.register_buffer("fused", None, persistent=False)  # (L, |V|, d) once fused; saved per layer
-        self._rows: Optional[torch.Tensor] = None  # (L, *ids.shape, d): this batch's rows, every layer
-        self._rows_of: Optional[torch.Tensor] = None  # the ids they were gathered for
 
     def forward(self, layer: int, ids: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         if self.fused is None:
             return hidden + self.tables.rows(layer, ids)
-        if self._rows_of is not ids:  # the batch's first edited block: one gather for all layers
-            L, _, d = self.fused.shape
-            self._rows = self.fused.index_select(1, ids.reshape(-1)).view(L, *ids.shape, d)
-            self._rows_of = ids
-        rows = self._rows[layer]
-        return hidden + (rows if rows.dtype == hidden.dtype else rows.to(hidden.dtype))
-
-    def release(self) -> None:
-        """Forget the batch's gathered rows (LayerInputEditor calls it after each forward)."""
-        self._rows = self._rows_of = None
+        rows = nn.functional.embedding(ids, self.fused[layer])
+        if rows.dtype != hidden.dtype:
+            rows = rows.to(hidden.dtype)
+        # Without autograd (inference), the block's input is edited in place: one pass over it
+        # fewer. Measured on CPU (MiniLM, batch 32, length 128, 8 interleaved rounds): 1.018x
+        # finetune, against 1.066x out of place and 1.043x with one gather of every layer's rows
+        # for the batch (an (L, B, T, d) tensor, beyond the caches).
+        return hidden + rows if torch.is_grad_enabled() else hidden.add_(rows)
 
     @torch.no_grad()
     def fuse(self, n_layers: int, dtype: Optional[torch.dtype] = None) -> None:
@@ -151,7 +147,6 @@ class AoTBias(nn.Module):
 
     def set_fused(self, table: torch.Tensor) -> None:
         self.fused = table
-        self.release()
 
 
 class AoTMethod(Method):
