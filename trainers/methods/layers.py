@@ -57,9 +57,6 @@ class LayerInputEditor(nn.Module):
             yield
         finally:
             self._ids = None
-            release = getattr(self.edit, "release", None)
-            if release is not None:
-                release()  # e.g. AoT's rows gathered for this batch
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None):
         kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
