@@ -370,6 +370,8 @@ def check_applicability(spec: "Spec", config: dict[str, Any] | None) -> None:
             try:
                 m = cls.from_params(params, training=spec.training)
                 _check_positions(arch.positions(config), spec.training.max_length + m.extra_positions())
+                if m.extra_keys():
+                    _check_window(arch.window(config), spec.training.max_length + m.extra_positions() + m.extra_keys())
                 if cls.has_backbone_check():
                     if tokenizer is None and cls.needs_tokenizer:
                         tokenizer = _tokenizer(spec.backbone)
@@ -401,6 +403,12 @@ def _check_positions(limit: int | None, needed: int) -> None:
     if limit is not None and needed > limit:
         raise ValueError(f"training.max_length: plus the method's prompt must fit the backbone's {limit} "
                          f"positions (got {needed})")
+
+
+def _check_window(window: int | None, needed: int) -> None:
+    if window is not None and needed > window:
+        raise ValueError(f"training.max_length: plus the prefix must fit the backbone's sliding window of {window} "
+                         f"tokens, or tokens past it lose sight of the prefix (got {needed})")
 
 
 def backbone_config(backbone: str) -> dict[str, Any] | None:

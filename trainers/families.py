@@ -42,6 +42,10 @@ class Arch:
     # How prefix tuning reaches attention: spliced into the encoder's attention modules, or as a
     # cache of p earlier positions (decoders); None where it is not written.
     prefix_route: Optional[str] = None
+    # Sliding-window attention (Mistral; Qwen2 when use_sliding_window): how many earlier cache
+    # entries a token sees, or None. A prefix (cache entries before the text) further back than that
+    # is out of sight, and left padding moves it further, so prefix + text must fit in the window.
+    window: Callable[[dict], Optional[int]] = lambda c: None
 
     @property
     def routes(self) -> tuple[Route, ...]:
@@ -67,6 +71,10 @@ _LLAMA = dict(family="decoder", blocks=("layers",), edit_blocks="layers", attn_o
               has_biases=lambda c: bool(c.get("attention_bias") or c.get("mlp_bias")),
               positions=_key("max_position_embeddings"), prefix_route="cache")
 
+def _window(c: dict) -> Optional[int]:
+    return c.get("sliding_window") if c.get("use_sliding_window", True) else None
+
+
 ARCHS: dict[str, Arch] = {
     "bert": Arch(**_BERT),
     "roberta": Arch(**_BERT),
@@ -78,9 +86,9 @@ ARCHS: dict[str, Arch] = {
                  norms=("ln_1", "ln_2"), lora_targets=("c_attn",), lora_fan_in_fan_out=True, has_biases=lambda c: True,
                  positions=_key("n_positions"), prefix_route="cache"),
     "llama": Arch(**_LLAMA),
-    "mistral": Arch(**_LLAMA),
-    # Qwen2 has biases on the q, k, v projections.
-    "qwen2": Arch(**_LLAMA | dict(has_biases=lambda c: True)),
+    "mistral": Arch(**_LLAMA | dict(window=_window)),
+    # Qwen2 has biases on the q, k, v projections, and slides its window only when asked.
+    "qwen2": Arch(**_LLAMA | dict(has_biases=lambda c: True, window=_window)),
 }
 
 

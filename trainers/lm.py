@@ -54,6 +54,11 @@ def run_decoder(base: nn.Module, input_ids, attention_mask, inputs_embeds, prefi
         for layer, (k, v) in enumerate(prefix):
             cache.update(k, v, layer)
         p = prefix[0][0].size(2)
+        window = getattr(base.config, "sliding_window", None)
+        if window is not None and p + attention_mask.size(1) > window:
+            raise ValueError(f"prefix_length: plus the batch's {attention_mask.size(1)} tokens must fit the backbone's "
+                             f"sliding window of {window}: tokens past it would lose sight of the prefix, and "
+                             f"padding would change which do (got {p})")
         attention_mask = torch.cat([attention_mask.new_ones(attention_mask.size(0), p), attention_mask], dim=1)
         positions = mask_positions(attention_mask)[:, p:]
         kwargs = {"cache": cache, "use_cache": True}

@@ -15,6 +15,9 @@ import torch
 
 ARCHITECTURES = ("bert", "roberta", "deberta-v2")  # the encoders
 GENERATIVE = ("t5", "gpt2", "llama")  # a seq2seq and two decoders
+# The rest of each family's rows in trainers/families.py: mT5, a Flan-T5 (gated-GELU, untied head),
+# Qwen2 (biases on q, k, v) and Mistral (sliding-window attention).
+MORE_GENERATIVE = ("mt5", "flan-t5", "qwen2", "mistral")
 SIZES = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
              max_position_embeddings=320)
 
@@ -102,22 +105,37 @@ def _llama_tokenizer(texts: list[str], vocab: int):
     return tok, dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>")  # no pad, as Llama ships
 
 
+def _qwen2_tokenizer(texts: list[str], vocab: int):
+    tok, special = _gpt2_tokenizer(texts, vocab)  # byte-level BPE that adds nothing; Qwen2 ships a pad
+    return tok, dict(eos_token=special["eos_token"], pad_token="<|endoftext|>", unk_token=special["unk_token"])
+
+
 def _generative_model(arch: str, vocab: int, sizes: dict):
-    from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, T5Config,
-                              T5ForConditionalGeneration)
+    from transformers import (GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, MistralConfig,
+                              MistralForCausalLM, MT5Config, MT5ForConditionalGeneration, Qwen2Config,
+                              Qwen2ForCausalLM, T5Config, T5ForConditionalGeneration)
 
     d, L, heads, ff = (sizes[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size"))
-    if arch == "t5":
-        return T5ForConditionalGeneration(T5Config(
-            vocab_size=vocab, d_model=d, d_kv=d // heads, d_ff=ff, num_layers=L, num_decoder_layers=L, num_heads=heads,
-            relative_attention_num_buckets=32, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0))
+    if arch in ("t5", "mt5", "flan-t5"):
+        t5 = dict(vocab_size=vocab, d_model=d, d_kv=d // heads, d_ff=ff, num_layers=L, num_decoder_layers=L,
+                  num_heads=heads, relative_attention_num_buckets=32, pad_token_id=0, eos_token_id=1,
+                  decoder_start_token_id=0)
+        if arch == "t5":
+            return T5ForConditionalGeneration(T5Config(**t5))
+        gated = dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False)  # T5 v1.1, mT5, Flan-T5
+        return (MT5ForConditionalGeneration(MT5Config(**t5, **gated)) if arch == "mt5"
+                else T5ForConditionalGeneration(T5Config(**t5, **gated)))
     if arch == "gpt2":
         return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=d, n_layer=L, n_head=heads, n_inner=ff,
                                           n_positions=sizes["max_position_embeddings"], bos_token_id=0, eos_token_id=0))
-    return LlamaForCausalLM(LlamaConfig(
-        vocab_size=vocab, hidden_size=d, intermediate_size=ff, num_hidden_layers=L, num_attention_heads=heads,
-        num_key_value_heads=max(1, heads // 2), max_position_embeddings=sizes["max_position_embeddings"],
-        bos_token_id=1, eos_token_id=2, tie_word_embeddings=False))
+    decoder = dict(vocab_size=vocab, hidden_size=d, intermediate_size=ff, num_hidden_layers=L, num_attention_heads=heads,
+                   num_key_value_heads=max(1, heads // 2), max_position_embeddings=sizes["max_position_embeddings"],
+                   tie_word_embeddings=False)
+    if arch == "qwen2":
+        return Qwen2ForCausalLM(Qwen2Config(**decoder, bos_token_id=None, eos_token_id=0))
+    if arch == "mistral":  # a window shorter than the longest batch, so it really slides
+        return MistralForCausalLM(MistralConfig(**decoder, sliding_window=96, bos_token_id=1, eos_token_id=2))
+    return LlamaForCausalLM(LlamaConfig(**decoder, bos_token_id=1, eos_token_id=2))
 
 
 def _model(arch: str, vocab: int, sizes: dict | None = None):
@@ -144,7 +162,8 @@ def build_tiny_backbone(arch: str, out: Path, texts: Iterable[str], *, vocab: in
 
     texts = list(texts)
     builders = {"bert": _bert_tokenizer, "roberta": _roberta_tokenizer, "deberta-v2": _deberta_tokenizer,
-                "t5": _t5_tokenizer, "gpt2": _gpt2_tokenizer, "llama": _llama_tokenizer}
+                "t5": _t5_tokenizer, "mt5": _t5_tokenizer, "flan-t5": _t5_tokenizer, "gpt2": _gpt2_tokenizer,
+                "qwen2": _qwen2_tokenizer, "llama": _llama_tokenizer, "mistral": _llama_tokenizer}
     if arch not in builders:
         raise ValueError(f"arch: must be one of {', '.join(builders)} (got {arch!r})")
     tok, special = builders[arch](texts, vocab)
@@ -152,7 +171,7 @@ def build_tiny_backbone(arch: str, out: Path, texts: Iterable[str], *, vocab: in
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=sizes["max_position_embeddings"], **special)
     torch.manual_seed(seed)
     n_vocab = max(model_vocab or 0, tok.get_vocab_size())
-    model = _generative_model(arch, n_vocab, sizes) if arch in GENERATIVE else _model(arch, n_vocab, sizes)
+    model = _model(arch, n_vocab, sizes) if arch in ARCHITECTURES else _generative_model(arch, n_vocab, sizes)
     out = Path(out)
     model.save_pretrained(out)  # the backbone only: loading for classification adds a new head
     tokenizer.save_pretrained(out)

@@ -1,19 +1,22 @@
 """Method × backbone applicability at the edge: `peftsearch validate` reads a local backbone's
 config.json (trainers/families.py) and refuses, in one line naming the method and the backbone,
-every pair that cannot apply or would train nothing, before anything runs. Real tiny T5, GPT-2
-and Llama directories, built from configs with tokenizers trained on real RTE text."""
+every pair that cannot apply or would train nothing, before anything runs. Real tiny T5, mT5,
+Flan-T5, GPT-2, Llama, Qwen2 and Mistral directories, built from configs with tokenizers trained on
+real RTE text."""
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from search.cli import main
-from trainers.testing import GENERATIVE, build_tiny_backbone, glue_texts
+from trainers.testing import GENERATIVE, MORE_GENERATIVE, build_tiny_backbone, glue_texts
+
+FAMILIES = GENERATIVE + MORE_GENERATIVE
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, data_dir):
     root, texts = tmp_path_factory.mktemp("gen"), glue_texts(data_dir, limit=400)
-    return {a: build_tiny_backbone(a, root / a, texts, vocab=400) for a in GENERATIVE}
+    return {a: build_tiny_backbone(a, root / a, texts, vocab=400) for a in FAMILIES}
 
 
 def validate(tmp_path, backbone, methods, **extra):
@@ -30,6 +33,10 @@ REFUSED = [
     ("t5", "bitfit", "must have bias terms"),
     ("llama", "bitfit", "must have bias terms"),
     ("gpt2", "pasta", "must add special tokens"),
+    ("mt5", "bitfit", "must have bias terms"),
+    ("flan-t5", "bitfit", "must have bias terms"),
+    ("mistral", "bitfit", "must have bias terms"),
+    ("qwen2", "pasta", "must add special tokens"),
 ]
 
 
@@ -39,14 +46,15 @@ def test_a_pair_that_cannot_apply_fails_validate_in_one_line(tmp_path, tiny, arc
     lines = r.stderr.strip().splitlines()
     assert r.exit_code == 2 and len(lines) == 1, r.stderr
     assert f"methods.{method}: not applicable to backbone" in lines[0] and reason in lines[0]
-    assert arch in lines[0]  # the backbone's model type is named
+    assert arch.removeprefix("flan-") in lines[0]  # the backbone's model type is named (Flan-T5's is t5)
 
 
-@pytest.mark.parametrize("arch", GENERATIVE)
+@pytest.mark.parametrize("arch", FAMILIES)
 @pytest.mark.parametrize("method", ["finetune", "prompt_tuning", "ept", "dept", "lora", "aot_fc", "adapter", "peft",
                                     "prefix_tuning"])
 def test_the_methods_that_apply_are_valid(tmp_path, tiny, arch, method):
-    r = validate(tmp_path, tiny[arch], {method: {"lr": 1e-3}})
+    short = {"training": {"max_length": 64}} if arch == "mistral" else {}  # prefix + text fit its 96-token window
+    r = validate(tmp_path, tiny[arch], {method: {"lr": 1e-3}}, **short)
     assert r.exit_code == 0, r.stderr
 
 
@@ -58,6 +66,22 @@ def test_a_prompt_longer_than_the_positions_is_refused(tmp_path, tiny):
     # T5's positions are relative: no limit
     assert validate(tmp_path, tiny["t5"], {"prompt_tuning": {"lr": 0.3, "prompt_length": 50}},
                     training={"max_length": 300}).exit_code == 0
+
+
+def test_a_prefix_beyond_a_sliding_window_is_refused(tmp_path, tiny):
+    # the tiny Mistral slides a 96-token window: 16 prefix entries and 128 tokens do not fit in it
+    r = validate(tmp_path, tiny["mistral"], {"prefix_tuning": {"lr": 1e-2, "prefix_length": 16}},
+                 training={"max_length": 128})
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and "sliding window of 96 tokens" in lines[0], r.stderr
+    assert "methods.prefix_tuning: not applicable to backbone" in lines[0] and "got 144" in lines[0]
+    assert validate(tmp_path, tiny["mistral"], {"prefix_tuning": {"lr": 1e-2, "prefix_length": 16}},
+                    training={"max_length": 64}).exit_code == 0
+    # prompts are text the window slides over like any other; Qwen2's window is off by default
+    assert validate(tmp_path, tiny["mistral"], {"prompt_tuning": {"lr": 0.3, "prompt_length": 16}},
+                    training={"max_length": 128}).exit_code == 0
+    assert validate(tmp_path, tiny["qwen2"], {"prefix_tuning": {"lr": 1e-2, "prefix_length": 16}},
+                    training={"max_length": 256}).exit_code == 0
 
 
 def test_dept_rows_beyond_max_length_are_refused(tmp_path, tiny):

@@ -1,8 +1,8 @@
 import pytest
 
 from trainers.tasks import TASKS
-from trainers.testing import (ARCHITECTURES, GENERATIVE, build_plain_tokenizer_backbone, build_tiny_backbone,
-                              glue_texts)
+from trainers.testing import (ARCHITECTURES, GENERATIVE, MORE_GENERATIVE, build_plain_tokenizer_backbone,
+                              build_tiny_backbone, glue_texts)
 
 
 class Recorder:
@@ -28,7 +28,7 @@ def backbones(tmp_path_factory, data_dir, minilm_path):
     """Tiny config-built BERT, RoBERTa, DeBERTa-v2, T5, GPT-2 and Llama with tokenizers trained on
     real GLUE text, a tokenizer with no special tokens ("plain"), and the real MiniLM: name -> path."""
     root, texts = tmp_path_factory.mktemp("tiny"), glue_texts(data_dir, limit=1000)
-    paths = {arch: build_tiny_backbone(arch, root / arch, texts) for arch in ARCHITECTURES + GENERATIVE}
+    paths = {arch: build_tiny_backbone(arch, root / arch, texts) for arch in ARCHITECTURES + GENERATIVE + MORE_GENERATIVE}
     paths["plain"] = build_plain_tokenizer_backbone(root / "plain", texts)
     return paths | {"minilm": minilm_path}
 

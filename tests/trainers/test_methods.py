@@ -24,14 +24,19 @@ from trainers.testing import ARCHITECTURES
 ENCODERS = (*ARCHITECTURES, "minilm")
 # name -> (backbone, route): T5 poses tasks as text; each decoder runs both routes.
 GENERATIVE = {"t5": ("t5", "lm"), "gpt2-head": ("gpt2", "head"), "gpt2-lm": ("gpt2", "lm"),
-              "llama-head": ("llama", "head"), "llama-lm": ("llama", "lm")}
+              "llama-head": ("llama", "head"), "llama-lm": ("llama", "lm"),
+              "mt5": ("mt5", "lm"), "flan-t5": ("flan-t5", "lm"), "qwen2-head": ("qwen2", "head"),
+              "qwen2-lm": ("qwen2", "lm"), "mistral-head": ("mistral", "head"), "mistral-lm": ("mistral", "lm")}
 ARCHS = (*ENCODERS, *GENERATIVE)
 # Pairs that cannot apply, and why: validation refuses them (tests/search/test_spec_backbones.py).
-NOT_APPLICABLE = {("t5", "bitfit"), ("llama-head", "bitfit"), ("llama-lm", "bitfit"),  # no biases
-                  ("gpt2-head", "pasta"), ("gpt2-lm", "pasta")}  # GPT-2's tokenizer adds no special token
+NOT_APPLICABLE = {("t5", "bitfit"), ("mt5", "bitfit"), ("flan-t5", "bitfit"), ("llama-head", "bitfit"),
+                  ("llama-lm", "bitfit"), ("mistral-head", "bitfit"), ("mistral-lm", "bitfit"),  # no biases
+                  ("gpt2-head", "pasta"), ("gpt2-lm", "pasta"),  # their tokenizers add no special token
+                  ("qwen2-head", "pasta"), ("qwen2-lm", "pasta")}  # GPT-2's tokenizer adds no special token
 # Special tokens PASTA finds: [CLS] A [SEP] B [SEP], RoBERTa's <s> A </s></s> B </s>; T5's one
 # text ends with </s>, Llama's starts with <s>.
-PAIR_SPECIALS = {"bert": 3, "roberta": 4, "deberta-v2": 3, "minilm": 3, "t5": 1, "llama-head": 1, "llama-lm": 1}
+PAIR_SPECIALS = {"bert": 3, "roberta": 4, "deberta-v2": 3, "minilm": 3, "t5": 1, "mt5": 1, "flan-t5": 1,
+                 "llama-head": 1, "llama-lm": 1, "mistral-head": 1, "mistral-lm": 1}
 SMALL = {"lora": {"dropout": 0.0}, "aot_fc": {"dropout": 0.0, "rank": 8}, "aot_kron": {"dropout": 0.0, "rank": 4},
          "prefix_tuning": {"prefix_length": 5, "dropout": 0.0}, "adapter": {"bottleneck": 8}}
 
@@ -86,12 +91,12 @@ def _lora(bb, r: int) -> int:
     Llama q_proj (d -> d) and v_proj (d -> kv heads · head dim)."""
     c, (L, d, _, _) = bb.model.config, dims(bb)
     match c.model_type:
-        case "t5":
+        case "t5" | "mt5":
             inner = c.num_heads * c.d_kv
             return 3 * L * 2 * r * (d + inner)
         case "gpt2":
             return L * r * (d + 3 * d)
-        case "llama":
+        case "llama" | "mistral" | "qwen2":
             kv = c.num_key_value_heads * (d // c.num_attention_heads)
             return L * (r * (d + d) + r * (d + kv))
     return L * 2 * r * (d + d)  # encoders: query and value, A (r×d) and B (d×r)
@@ -99,10 +104,13 @@ def _lora(bb, r: int) -> int:
 
 def _bitfit(bb) -> int:
     """Per layer the biases of q, k, v, o (GPT-2: c_attn's 3d and c_proj's d), the FFN's in/out
-    and two norms; BERT-family: embedding LayerNorm and pooler; GPT-2: the final ln_f."""
+    and two norms; BERT-family: embedding LayerNorm and pooler; GPT-2: the final ln_f; Qwen2: q, k
+    and v only."""
     c, (L, d, _, i) = bb.model.config, dims(bb)
     if c.model_type == "gpt2":
         return L * (7 * d + i) + d
+    if c.model_type == "qwen2":  # only q, k and v have biases (k and v at the grouped heads' width)
+        return L * (d + 2 * c.num_key_value_heads * (d // c.num_attention_heads))
     pooler = d if getattr(bb.model.base_model, "pooler", None) is not None else 0
     positional = 2 * d if c.model_type == "deberta-v2" else 0  # pos_key_proj and pos_query_proj
     return L * (7 * d + i + positional) + d + pooler
@@ -113,7 +121,7 @@ def _adapter(bb, m: int) -> int:
     and bias (LayerNorm), or weight only (T5's and Llama's RMS norms)."""
     d = dims(bb)[1]
     n_blocks = len(blocks(bb.model, bb.arch))
-    per_norm = d if bb.model.config.model_type in ("t5", "llama") else 2 * d
+    per_norm = d if bb.arch.family != "encoder" and bb.model.config.model_type != "gpt2" else 2 * d  # RMS norms
     return n_blocks * (2 * (2 * d * m + m + d) + 2 * per_norm)
 
 
@@ -330,16 +338,19 @@ def test_regression(backbones, stsb_rows, arch, method):
 
 
 # ---- padding ---------------------------------------------------------------------------------
-def padding_gap(bb, fmt, model, rows, side: str) -> float:
+def padding_gap(bb, fmt, model, rows, side: str, max_length: int = 200) -> float:
     """Largest change of the first example's scores between scoring it alone and in a batch with
-    longer examples, which pads it (on ``side``)."""
+    longer examples, which pads it (on ``side``), relative to the scores' size once they pass 1.
+    Label-word scores are summed log-likelihoods (-150 on an untied T5 head), where float32's own
+    spacing is 1.5e-5; in float64 those gaps are exactly 0, so anything above 1e-5 relative is not
+    rounding."""
     with torch.no_grad():
-        alone = scores(fmt, model, batch(bb, fmt, rows[:1], labels=False, side=side, max_length=LONG))[0]
-        padded = scores(fmt, model, batch(bb, fmt, rows, labels=False, side=side, max_length=LONG))[0]
-    return float((alone - padded).abs().max())
+        alone = scores(fmt, model, batch(bb, fmt, rows[:1], labels=False, side=side, max_length=max_length))[0]
+        padded = scores(fmt, model, batch(bb, fmt, rows, labels=False, side=side, max_length=max_length))[0]
+    return float((alone - padded).abs().max() / alone.abs().max().clamp(min=1))
 
 
-LONG = 200  # room for RTE's longer pairs, so the short one is padded, not everyone truncated
+LONG = 200  # (padding_gap's default) room for RTE's longer pairs, so the short one is padded, not everyone truncated
 
 
 @pytest.fixture(scope="module")
@@ -348,10 +359,12 @@ def padded_rows(rte_rows):
     return sorted(rte_rows, key=lambda r: len(r.text_a) + len(r.text_b or ""))
 
 
-# Decoders and T5 on both padding sides. Encoders pool their first position ([CLS]), so they are
-# checked with their tokenizers' right padding only.
-PADDING_CASES = ([(a, m, side) for a, m in pairs(archs=tuple(GENERATIVE)) for side in ("left", "right")]
-                 + [(a, m, "right") for a, m in pairs(archs=ARCHITECTURES)])
+# Every family on both padding sides of its tokenizer. Encoders pool their first position ([CLS]),
+# so their batches are right-padded whichever side the tokenizer asks for (formats.ENCODER_PADDING).
+# Prefixes on a sliding window: the test below.
+WINDOWED = ("mistral-head", "mistral-lm")
+PADDING_CASES = [(a, m, side) for a, m in pairs(archs=(*ARCHITECTURES, *GENERATIVE)) for side in ("left", "right")
+                 if (a, m) not in {(w, "prefix_tuning") for w in WINDOWED}]
 
 
 @pytest.mark.parametrize("arch, method, side", PADDING_CASES)
@@ -361,6 +374,23 @@ def test_scores_do_not_change_when_padding_is_added(backbones, padded_rows, arch
     padding = batch(bb, fmt, padded_rows, side=side, max_length=LONG)["attention_mask"][0].eq(0).sum()
     assert padding >= 5  # the first example really is padded
     assert padding_gap(bb, fmt, model, padded_rows, side) < 1e-5
+
+
+@pytest.mark.parametrize("arch", WINDOWED)
+def test_a_prefix_on_a_sliding_window_is_seen_whole_or_refused(backbones, padded_rows, arch):
+    """Mistral's window is counted in cache entries: a prefix further back than the window is out of
+    sight, and left padding pushes it further (a gap of 0.17 before this check). A batch that, with
+    the prefix, outgrows the window is refused; one that fits is padding-invariant on both sides."""
+    bb, m, fmt = setup(backbones, arch, "prefix_tuning")
+    model = train_steps(m, fmt, m.apply(bb), bb, padded_rows, steps=2)
+    window = bb.model.config.sliding_window
+    assert window < LONG  # the tiny Mistral's window really is shorter than the long batch
+    with pytest.raises(ValueError, match="sliding window"):
+        padding_gap(bb, fmt, model, padded_rows, "left")
+    fits = window - m.extra_keys()
+    for side in ("left", "right"):
+        assert batch(bb, fmt, padded_rows, side=side, max_length=fits)["attention_mask"][0].eq(0).sum() >= 5
+        assert padding_gap(bb, fmt, model, padded_rows, side, max_length=fits) < 1e-5
 
 
 def test_the_padding_check_catches_pooling_at_a_pad_position(backbones, padded_rows, monkeypatch):

@@ -71,6 +71,11 @@ class Method(ABC):
         """Positions the method adds to every input (a prepended prompt), for length checks."""
         return 0
 
+    def extra_keys(self) -> int:
+        """Key/value entries the method puts before every input's own in attention (a prefix), for
+        sliding-window checks."""
+        return 0
+
     def param_groups(self, model: nn.Module, *, lr: float, weight_decay: float) -> list[dict]:
         params = [p for p in model.parameters() if p.requires_grad]
         return [{"params": params, "lr": lr, "weight_decay": weight_decay}]

@@ -219,5 +219,8 @@ class PrefixTuning(Method):
             return PrefixModel(m, Prefixes(p, len(layers), inner, self.config), layers)
         return PrefixModel(m, Prefixes(p, len(layers), hidden_size(m), self.config), layers)
 
+    def extra_keys(self) -> int:
+        return self.config.prefix_length
+
     def method_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         return list(model.prefixes.parameters())

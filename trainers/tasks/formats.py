@@ -15,6 +15,10 @@ if TYPE_CHECKING:  # torch is imported where a batch is built, so listing tasks 
     from trainers.tasks.base import Example
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Encoders pool position 0 ([CLS], <s>) and BERT's absolute positions count from it, so their
+# batches are padded on the right whatever the tokenizer's padding_side says (left padding would
+# pool a pad). Decoders and T5 pad on either side (trainers/tasks/text.py, trainers/lm.py).
+ENCODER_PADDING = "right"
 
 
 class InputFormat(Protocol):
@@ -57,7 +61,7 @@ class PairFormat:
                 for i, e in enumerate(examples)]
 
     def collate(self, rows: list[dict], tokenizer, *, regression: bool) -> dict[str, torch.Tensor]:
-        batch = dict(tokenizer.pad([r["features"] for r in rows], return_tensors="pt"))
+        batch = dict(tokenizer.pad([r["features"] for r in rows], return_tensors="pt", padding_side=ENCODER_PADDING))
         return _labels_and_groups(rows, batch, regression)
 
     def forward(self, model, batch):
@@ -91,7 +95,7 @@ class ChoiceFormat:
         import torch
 
         flat = [f for r in rows for f in r["features"]]  # example-major: row i*n + j is choice j of i
-        batch = dict(tokenizer.pad(flat, return_tensors="pt"))
+        batch = dict(tokenizer.pad(flat, return_tensors="pt", padding_side=ENCODER_PADDING))
         batch["num_choices"] = torch.tensor(n)
         return _labels_and_groups(rows, batch, regression=False)
 
