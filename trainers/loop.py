@@ -137,6 +137,7 @@ def train(cfg: TrialConfig, *, reporter: Reporter | None = None, device: str | N
             loss.backward()
             optimizer.step()
             scheduler.step()
+            method.after_step(model, step + 1)
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
             step += 1

@@ -68,6 +68,22 @@ def test_a_prompt_longer_than_the_positions_is_refused(tmp_path, tiny):
                     training={"max_length": 300}).exit_code == 0
 
 
+@pytest.mark.parametrize("tuner", ["LOHA", "LOKR", "OFT"])
+def test_a_peft_tuner_that_cannot_wrap_the_backbone_is_refused(tmp_path, tiny, tuner):
+    """peft's tuner is tried on the model built from config.json on the meta device (no weights):
+    LoHa, LoKr and OFT cannot wrap GPT-2's Conv1D projections, which `apply` would find only when a
+    trial starts. IA3 and LoRA wrap them, and the same tuners wrap Llama's Linear layers."""
+    r = validate(tmp_path, tiny["gpt2"], {"peft": {"type": tuner, "lr": 1e-3}})
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1, r.stderr
+    assert "methods.peft: not applicable to backbone" in lines[0] and f"peft's {tuner} cannot be applied" in lines[0]
+    assert "Conv1D" in lines[0]
+    assert validate(tmp_path, tiny["llama"], {"peft": {"type": tuner, "lr": 1e-3}}).exit_code == 0
+    for ok in ("IA3", "LORA"):
+        r = validate(tmp_path, tiny["gpt2"], {"peft": {"type": ok, "lr": 1e-3}})
+        assert r.exit_code == 0 and not r.stderr, r.stderr  # and peft's own warnings are not printed
+
+
 def test_a_prefix_beyond_a_sliding_window_is_refused(tmp_path, tiny):
     # the tiny Mistral slides a 96-token window: 16 prefix entries and 128 tokens do not fit in it
     r = validate(tmp_path, tiny["mistral"], {"prefix_tuning": {"lr": 1e-2, "prefix_length": 16}},

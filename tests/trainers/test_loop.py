@@ -1,5 +1,6 @@
 """The training loop on real RTE/STS-B rows with a tiny config-built BERT (fast) and the real
 MiniLM checkpoint."""
+import dataclasses
 import math
 
 import pytest
@@ -117,3 +118,22 @@ def test_learning_rate_schedules(schedule, warmup, expected):
         opt.step()
         sched.step()
     assert seen == pytest.approx(expected)
+
+
+def test_adalora_reallocates_its_ranks_in_the_loop(tiny_bert, data_dir, monkeypatch):
+    """peft's AdaLoRA prunes ranks from the gradients only if ``update_and_allocate`` is called after
+    every optimizer step; the loop calls the method's ``after_step`` hook for it. Without the call
+    every singular value trains and none is pruned: the count below would be init_r per module."""
+    from trainers.methods.peft_any import PeftAny
+
+    seen, hook = [], PeftAny.after_step
+    monkeypatch.setattr(PeftAny, "after_step", lambda self, model, step: (hook(self, model, step),
+                                                                          seen.append((step, model)))[0])
+    cfg = dataclasses.replace(trial(tiny_bert, data_dir, "peft", lr=1e-2), method_params={  # 4 steps x 4 epochs
+        "type": "ADALORA", "init_r": 4, "target_r": 1, "tinit": 2, "tfinal": 2, "deltaT": 1, "total_step": 16})
+    result = train(cfg)
+    assert [s for s, _ in seen] == list(range(1, result.steps + 1)) and result.steps == 16
+    singular = [p for n, p in seen[-1][1].named_parameters() if "lora_E" in n]
+    assert singular and all(p.numel() == 4 for p in singular)
+    kept = sum(int((p != 0).sum()) for p in singular)
+    assert 0 < kept <= 1 * len(singular) < 4 * len(singular)  # the budget: target_r per module

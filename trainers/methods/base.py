@@ -76,6 +76,10 @@ class Method(ABC):
         sliding-window checks."""
         return 0
 
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """Called after every optimizer step, before the gradients are cleared (AdaLoRA's rank
+        allocation reads them)."""
+
     def param_groups(self, model: nn.Module, *, lr: float, weight_decay: float) -> list[dict]:
         params = [p for p in model.parameters() if p.requires_grad]
         return [{"params": params, "lr": lr, "weight_decay": weight_decay}]

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
+import warnings
 from typing import Any
 
 import torch.nn as nn
@@ -107,21 +109,33 @@ class PeftAny(Method):
         kind = params.pop("type", "LORA")
         return cls(PeftPluginConfig(str(kind).upper(), tuple(sorted(params.items()))))
 
+    @classmethod
+    def check_backbone(cls, config, *, model_config, tokenizer) -> None:
+        """Whether peft's tuner can wrap this backbone's modules (LoHa and LoKr cannot wrap GPT-2's
+        Conv1D): tried on the model built from its config on the meta device, with no weights."""
+        import torch
+        from transformers import AutoConfig, AutoModel
+
+        from trainers.families import arch_for
+
+        d = model_config if isinstance(model_config, dict) else model_config.to_dict()
+        key = repr(config) + json.dumps(d, sort_keys=True, default=str)
+        if key not in _CHECKED:
+            options = {k: v for k, v in d.items() if k != "model_type"}
+            with torch.device("meta"), warnings.catch_warnings():  # peft's notes belong to the trial's log
+                warnings.simplefilter("ignore")
+                model = AutoModel.from_config(AutoConfig.for_model(d["model_type"], **options))
+                try:
+                    _wrap(config, model, arch_for(d))
+                except (RuntimeError, NotImplementedError):  # a tuner that reads values at init (BOFT)
+                    pass  # cannot be tried without weights: ``apply`` checks it when the trial starts
+            _CHECKED.add(key)
+
     def apply(self, backbone: Backbone) -> nn.Module:
         """peft's tuner model wraps the backbone (its forward is the backbone's); keeping the tuner
         keeps the state some tuners share across layers (VeRA's projections)."""
         before = {id(p) for p in backbone.model.parameters()}
-        try:
-            try:
-                model = _tuner(self.config.build(), backbone.model)
-            except ValueError as e:
-                if "target_modules" not in str(e) or "target_modules" in dict(self.config.options):
-                    raise
-                # peft has no default targets for this tuner on this model type: the family's
-                model = _tuner(self.config.build(target_modules=list(backbone.arch.lora_targets)), backbone.model)
-        except (TypeError, ValueError) as e:  # e.g. LoHa and LoKr cannot wrap GPT-2's Conv1D
-            raise ValueError(f"backbone: peft's {self.config.type} cannot be applied to this "
-                             f"{backbone.arch.family} backbone: {str(e).splitlines()[0]}") from None
+        model = _wrap(self.config, backbone.model, backbone.arch)
         # what peft made trainable (VeRA's shared projections stay frozen, as peft has them)
         own = [p for p in model.parameters() if id(p) not in before and p.requires_grad]
         freeze_all_but_head(backbone)
@@ -132,6 +146,31 @@ class PeftAny(Method):
 
     def method_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         return [p for p in model.parameters() if id(p) in self._own]
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        """AdaLoRA reallocates its ranks from the gradients after every optimizer step (peft's
+        ``update_and_allocate``); without the call it would silently stay a fixed-rank LoRA."""
+        if hasattr(model, "update_and_allocate"):
+            model.update_and_allocate(step)
+
+
+_CHECKED: set = set()  # (plugin config, backbone config) pairs already found to apply
+
+
+def _wrap(config: PeftPluginConfig, model: nn.Module, arch) -> nn.Module:
+    """peft's tuner model around ``model``, at peft's default targets or, where peft has none for
+    this tuner and model type, the family's attention projections; ValueError("backbone: ...")
+    where the tuner cannot wrap it."""
+    try:
+        try:
+            return _tuner(config.build(), model)
+        except ValueError as e:
+            if "target_modules" not in str(e) or "target_modules" in dict(config.options):
+                raise
+            return _tuner(config.build(target_modules=list(arch.lora_targets)), model)
+    except (TypeError, ValueError) as e:  # e.g. LoHa and LoKr cannot wrap GPT-2's Conv1D
+        raise ValueError(f"backbone: peft's {config.type} cannot be applied to this "
+                         f"{arch.family} backbone: {str(e).splitlines()[0]}") from None
 
 
 def _tuner(config, model: nn.Module) -> nn.Module:
