@@ -257,8 +257,8 @@ def sentence(r, o: CompareOptions) -> str:
     unit = BUDGET_UNITS[o.budget] if cost else {"trial": "trials", "assignment": "assignments"}[o.unit]
     at = (lambda k: f"{budget_label(k)} {unit}") if cost else (lambda k: f"k = {k}")  # noqa: E731
     up_to = (lambda: f"up to {r.k_max} {unit}") if not cost else (  # noqa: E731
-        lambda: f"from {budget_label(r.k_min)} to {budget_label(r.k_max)} {unit}" if r.k_max > r.k_min
-        else f"compared ({budget_label(r.k_max)} {unit})")
+        lambda: f"from {budget_label(r.k_min)} to {budget_label(r.k_max)} {unit}"
+        if budget_label(r.k_max) != budget_label(r.k_min) else f"of {budget_label(r.k_max)} {unit}, the only one compared")
     num = budget_label if cost else str
     task = r.task.upper()
     seeds = r.seeds_a if r.seeds_a == r.seeds_b else f"{r.seeds_a}/{r.seeds_b}"

@@ -51,10 +51,10 @@ def test_crossing_curves_a_wins_small_budgets_only():
     assert rate >= 0.95, rate
 
 
-def _db(tmp_path, epochs: dict[str, int], seconds: dict[str, int] | None = None) -> str:
+def _db(tmp_path, epochs: dict[str, int], seconds: dict[str, int] | None = None, gpus: dict[str, int] | None = None) -> str:
     """Two experiments, one method each, 3 assignments × 3 seeds, logged with their training
-    params the way search/runner.py logs them; ``epochs`` gives each method's max_epochs and
-    ``seconds`` its trials' wall time (default 60 s each)."""
+    params the way search/runner.py logs them; ``epochs`` gives each method's max_epochs,
+    ``seconds`` its trials' wall time (default 60 s each) and ``gpus`` their GPUs (default 0)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     c = MlflowClient(tracking_uri=uri)
     rng = np.random.default_rng(0)
@@ -67,7 +67,7 @@ def _db(tmp_path, epochs: dict[str, int], seconds: dict[str, int] | None = None)
                 run = c.create_run(exp, start_time=1000, tags={
                     PARENT_TAG: parent, tag("method"): method, tag("task"): "rte", tag("backbone"): "tiny/bert",
                     tag("seed"): str(seed), tag("config_id"): f"{method}-c{cfg}", tag("metric"): "acc",
-                    tag("gpus"): "0", tag("protocol"): "dev"}).info.run_id
+                    tag("gpus"): str((gpus or {}).get(method, 0)), tag("protocol"): "dev"}).info.run_id
                 c.log_param(run, "training.max_epochs", str(max_epochs))
                 c.log_param(run, "training.max_train_examples", "256")
                 c.log_metric(run, "best_dev_score", round(0.6 + 0.05 * i + 0.01 * cfg + rng.normal(0, 0.005), 3))
@@ -141,6 +141,16 @@ def test_compare_over_seconds_writes_every_output_in_that_unit(tmp_path):
     assert "seconds" in (tmp_path / "out" / "compare.tex").read_text()
     assert "budget_unit" in (tmp_path / "out" / "compare_budgets.csv").read_text().splitlines()[0]
     assert "compute budget (seconds of trial wall time)" in (tmp_path / "out" / "compare_p.svg").read_text()
+
+
+def test_compare_over_gpu_hours_is_seconds_times_gpus(tmp_path):
+    uri = _db(tmp_path, {"bitfit": 3, "lora": 3}, seconds={"bitfit": 20, "lora": 60}, gpus={"bitfit": 1, "lora": 2})
+    r = _compare(uri, tmp_path / "out", "--budget", "gpu-hours", "--max-k", "9", "--format", "json", "--format", "svg")
+    assert r.exit_code == 0, r.output
+    (pair,) = json.loads((tmp_path / "out" / "compare.json").read_text())["pairs"]
+    assert pair["cost_a"] == pytest.approx(60.037 * 2 / 3600) and pair["cost_b"] == pytest.approx(20.037 / 3600)
+    assert pair["budgets"]["k"][-1] == pytest.approx(9 * 20.037 / 3600)  # bitfit's 9 trials, 0.05 GPU-hours
+    assert "GPU-hours" in pair["sentence"] and "compute budget (GPU-hours)" in (tmp_path / "out" / "compare_p.svg").read_text()
 
 
 def test_compare_over_gpu_hours_needs_gpu_trials(tmp_path):
