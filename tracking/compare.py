@@ -278,6 +278,8 @@ def sentence(r, o: CompareOptions) -> str:
     elif r.a_wins_at:
         where = f"budgets of {r.a_wins_at.replace(';', ', ')} {unit}" if cost else f"{unit} k = {r.a_wins_at.replace(';', ', ')}"
         head = f"{r.a} beats {r.b} on {task} only at {where} ({aso_part})"
+    elif cost and r.b_wins_at:  # a cheaper B often wins where its extra draws tell, at small budgets
+        head = f"{r.b} beats {r.a} on {task} only at budgets of {r.b_wins_at.replace(';', ', ')} {unit} ({aso_part})"
     else:
         head = (f"{r.a} and {r.b} are not separated on {task} at any budget {up_to()} "
                 f"(P(A > B) = {r.p_at_k_max:.2f} at {at(r.k_max)}; {aso_part})")
@@ -285,10 +287,20 @@ def sentence(r, o: CompareOptions) -> str:
     if r.crossing_k:
         cross = f"; the EVP curves cross at {r.crossing_k.replace(';', ', ')} {unit}" if cost else (
             f"; the EVP curves cross at k = {r.crossing_k.replace(';', ', ')}")
-    costs = (f"; one {o.unit} costs {budget_label(r.cost_a)} vs {budget_label(r.cost_b)} {unit} on average"
-             if cost else "")
+    costs = (f"{_other_wins(r, unit)}; one {o.unit} costs {budget_label(r.cost_a)} vs {budget_label(r.cost_b)} "
+             f"{unit} on average" if cost else "")
     fair = f"; {r.fairness_findings} fairness warning(s)" if r.fairness_findings else ""
     return f"{head}; {sig}{cross}{costs}{fair}."
+
+
+def _other_wins(r, unit: str) -> str:
+    """Under a compute budget, where the side the sentence does not lead with wins too (a cheap
+    method ahead at small budgets, a costly one at large), as a clause."""
+    a_leads = pd.notna(r.a_wins_from_k) or (pd.isna(r.b_wins_from_k) and bool(r.a_wins_at))
+    winner, loser, where = (r.b, r.a, r.b_wins_at) if a_leads else (r.a, r.b, r.a_wins_at)
+    if not where or not (a_leads or pd.notna(r.b_wins_from_k)):
+        return ""
+    return f"; {winner} beats {loser} at budgets of {where.replace(';', ', ')} {unit}"
 
 
 def _floor(p: float) -> str:
