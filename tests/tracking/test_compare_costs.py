@@ -4,12 +4,14 @@ seeded replications per claim; the command end to end is in test_compare.py."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from scipy import integrate, optimize, stats
 
-from tracking.compare import CompareOptions
+from tracking.compare import CompareOptions, budget_label, sentence
 from tracking.cost_budgets import _evp_and_se, budget_grid, cost_budget_comparison
 from tracking.evp import fractional_weights
 
@@ -99,6 +101,14 @@ def test_a_cheap_spread_method_overtakes_a_costly_steady_one_and_the_crossing_is
     crossings = [float(x[0].replace(",", "")) for x in reported]
     assert np.median(crossings) == pytest.approx(truth, rel=0.15)
     assert all(truth / 2 < x < truth * 2 for x in crossings)
+    curve, summary = next((c, s) for c, s in results if c["a_wins"].iat[-1] and c["b_wins"].iat[0])
+    text = sentence(SimpleNamespace(task="rte", a="cheap", b="steady", seeds_a=5, seeds_b=5, aso_eps_a_over_b=0.3,
+                                    diff=0.01, p_holm=0.2, significant=True, fairness_findings=0, **summary),
+                    replace(OPTIONS, budget="seconds"))
+    assert text.startswith(f"cheap beats steady on RTE at every budget ≥ {budget_label(summary['a_wins_from_k'])} seconds")
+    assert f"the EVP curves cross at {summary['crossing_k']} seconds; steady beats cheap at budgets of " in text
+    assert text.endswith(f"one trial costs {budget_label(summary['cost_a'])} vs {budget_label(summary['cost_b'])} "
+                         "seconds on average.")
 
 
 def test_grid_spans_one_draw_each_to_a_quarter_of_the_data_and_refuses_no_overlap():
