@@ -321,26 +321,30 @@ def _note_incomplete(uri: str, experiments) -> None:
               help="Budget unit: one EVP sample per trial, or per assignment (its seed-median).")
 @click.option("--estimator", type=click.Choice(["with-replacement", "unbiased"]), default="with-replacement",
               show_default=True)
-@click.option("--max-k", type=click.IntRange(min=1), help="Largest budget compared [default: the smaller N].")
+@click.option("--budget", type=click.Choice(["assignments", "seconds", "gpu-hours"]), default="assignments",
+              show_default=True, help="Budget axis: a count of samples (--unit), or compute, where each method gets "
+              "the draws its own mean cost per sample buys (wall seconds, as evp --budget).")
+@click.option("--max-k", type=click.IntRange(min=1), help="Largest budget compared [default: the smaller N; "
+              "under a compute budget, where one method has max_k draws, default N / 4].")
 @click.option("--bootstrap", type=click.IntRange(min=10), default=1000, show_default=True,
               help="Bootstrap resamples for P(A > B) at each budget.")
 @click.option("--level", type=click.FloatRange(0.5, 1, min_open=True, max_open=True), default=0.95, show_default=True,
               help="P(A > B) needed to call a winner at a budget; ASO's confidence.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True,
-              help="Family-wise level of the median tests (Holm).")
+              help="Family-wise level of the median tests (Holm) and of a compute budget's winner calls.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--strict", is_flag=True, help="Refuse (exit 2) when the fairness audit finds anything.")
 @click.option("--format", "formats", type=click.Choice(["md", "tex", "csv", "json", "png", "svg"]), multiple=True,
               help="Files to write (repeatable) [default: all].")
 def compare(tracking_uri, experiments, out, tasks, methods, backbones, tags, group_by, score, log_to_parent,
-            baseline, unit, estimator, max_k, bootstrap, level, alpha, seed, strict, formats) -> None:
+            baseline, unit, estimator, budget, max_k, bootstrap, level, alpha, seed, strict, formats) -> None:
     """Which method wins, at which budget, how sure we are, and whether it was fair:
     compare.md, compare.tex, compare.csv, compare.json, compare_p.png/.svg."""
     from tracking.compare import CompareOptions
     from tracking.compare_report import COMPARE_FORMATS, run_compare
 
     options = CompareOptions(unit=unit, estimator=estimator, score=score, baseline=baseline, max_k=max_k,
-                             resamples=bootstrap, level=level, alpha=alpha, seed=seed)
+                             resamples=bootstrap, level=level, alpha=alpha, seed=seed, budget=budget)
     sel = _selection(experiments, tasks, methods, backbones, tags, group_by)
     result, files = run_compare(tracking_uri, sel, out, options=options, strict=strict,
                                 formats=tuple(formats) or COMPARE_FORMATS, log_to_parent=log_to_parent,

@@ -8,6 +8,9 @@ baseline), which is better, at which budget, and how sure we are.
 - Over budgets: at each k, the expected best score of each method and the bootstrap probability
   that A's exceeds B's; the k where the curves cross; the budgets at which one wins (P(A > B) >=
   level and a permutation max-statistic test over all budgets at once: budget_comparison).
+  Under a compute budget (``budget`` seconds or gpu-hours) each method gets the draws its own
+  mean cost per sample buys, and the test is a bootstrap-t simultaneous band instead
+  (tracking.cost_budgets: with unequal costs the permutation's exchangeability does not hold).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from tracking.analysis import Score, Unit, samples, summarize, with_score
+from tracking.analysis import Budget, Score, Unit, samples, summarize, with_score
 from tracking.evp import CITATIONS, Estimator, budget_ticks, expected_max, resampled_means
 from tracking.fairness import Finding, audit
 from tracking.significance import aso, holm, median_test, seeds_for_power
@@ -35,9 +38,11 @@ class CompareOptions:
     max_k: int | None = None
     resamples: int = 1000      # bootstrap resamples for P(A > B) at each budget
     level: float = 0.95        # the P(A > B) needed to call a winner at a budget; ASO's confidence
-    alpha: float = 0.05        # family-wise level of the median tests
+    alpha: float = 0.05        # family-wise level of the median tests and of the compute-budget band
     aso_bootstrap: int = 1000
     seed: int = 0
+    budget: Budget = "assignments"  # a count of samples (unit), or compute: "seconds", "gpu-hours"
+    budget_points: int = 40         # log-spaced budgets compared under a compute budget
 
 
 @dataclass
@@ -83,7 +88,10 @@ def compare(trials: pd.DataFrame, options: CompareOptions | None = None, *, note
     label = arm_labels(t)
     best = summarize(trials, score=o.score).set_index(["task"] + ARM)["config_id"]
     seeds = {key: g.sort_values("seed")["score"].to_numpy() for key, g in t.groupby(["task"] + ARM + ["config_id"])}
-    evp_samples = {key: g["score"].to_numpy() for key, g in samples(t, o.unit).groupby(["task"] + ARM)}
+    evp_samples = {key: (g["score"].to_numpy(), _cost(g, o.budget)) for key, g in samples(t, o.unit).groupby(["task"] + ARM)}
+    if o.budget != "assignments":  # a bad budget fails here, before any test runs
+        for task, a, b in pairs:
+            _check_costs({label(x): evp_samples[(task, *x)][1] for x in (a, b)}, o, task)
     rows, budget_rows, oriented = [], [], []
     m = len(pairs)
     for i, (task, a, b) in enumerate(pairs):
@@ -92,12 +100,13 @@ def compare(trials: pd.DataFrame, options: CompareOptions | None = None, *, note
             a, b, sa, sb = b, a, sb, sa
         oriented.append((task, a, b))
         row = _over_seeds(sa, sb, o, m, seed=o.seed + i)
-        curve, summary = budget_comparison(evp_samples[(task, *a)], evp_samples[(task, *b)], o, seed=o.seed + i)
+        curve, summary = over_budgets(evp_samples[(task, *a)], evp_samples[(task, *b)], o, seed=o.seed + i)
         budget_rows.append(curve.assign(task=task, a=label(a), b=label(b)))
         rows.append({"task": task, "a": label(a), "b": label(b), "method_a": a[0], "method_b": b[0],
                      "backbone_a": a[1], "backbone_b": b[1]} | row | summary)
     out = pd.DataFrame(rows)
-    for col in ("a_wins_from_k", "b_wins_from_k", "seeds_for_80_power"):
+    counts = ("a_wins_from_k", "b_wins_from_k") if o.budget == "assignments" else ()
+    for col in counts + ("seeds_for_80_power",):
         out[col] = out[col].astype("Int64")  # None stays missing, not NaN in a float column
     out["p_holm"] = holm(out["p_value"].to_numpy())
     out["significant"] = out["p_holm"] <= o.alpha
@@ -105,9 +114,50 @@ def compare(trials: pd.DataFrame, options: CompareOptions | None = None, *, note
     out["fairness_findings"] = [sum(f.task == r.task and {f.a, f.b} == {r.a, r.b} for f in findings)
                                 for r in out.itertuples()]
     out["sentence"] = [sentence(r, o) for r in out.itertuples()]
-    budgets = pd.concat(budget_rows, ignore_index=True)[["task", "a", "b", "k", "evp_a", "evp_b", "p_a_beats_b",
-                                                         "t", "a_wins", "b_wins"]]
+    budgets = pd.concat(budget_rows, ignore_index=True)[["task", "a", "b"] + budget_columns(o)]
+    if o.budget != "assignments":
+        out["budget_unit"] = budgets["budget_unit"] = BUDGET_UNITS[o.budget]
     return Comparison(out, budgets, findings, o, note)
+
+
+BUDGET_UNITS = {"seconds": "seconds", "gpu-hours": "GPU-hours"}
+
+
+def budget_columns(o: CompareOptions) -> list[str]:
+    """The columns of Comparison.budgets: ``k`` is the budget (a count, or seconds / GPU-hours);
+    under a compute budget n_a and n_b are the draws each method's mean cost buys there."""
+    return ["k"] + (["n_a", "n_b"] if o.budget != "assignments" else []) + [
+        "evp_a", "evp_b", "p_a_beats_b", "t", "a_wins", "b_wins"]
+
+
+def _cost(g: pd.DataFrame, budget: Budget) -> np.ndarray:
+    """Each sample's cost, defined as ``evp --budget`` defines it (tracking.analysis.samples):
+    its wall seconds, or its GPU-hours (wall seconds × GPUs / 3600)."""
+    return (g["gpu_seconds"] / 3600 if budget == "gpu-hours" else g["seconds"]).to_numpy(dtype=float)
+
+
+def _check_costs(costs: dict[str, np.ndarray], o: CompareOptions, task: str) -> None:
+    from tracking.cost_budgets import budget_grid
+
+    for arm, c in costs.items():
+        if not (np.isfinite(c).all() and c.mean() > 0):
+            need = ("trials that ran on GPUs (tag peftsearch.gpus > 0)" if o.budget == "gpu-hours"
+                    else "each trial's wall time (start and end)")
+            raise ValueError(f"budget: {o.budget!r} needs {need}; {arm} on {task} has a mean cost of {c.mean():.4g}")
+    try:
+        budget_grid(*costs.values(), max_k=o.max_k, points=o.budget_points)
+    except ValueError as e:
+        raise ValueError(f"{e} ({task}: {' vs '.join(costs)})") from e
+
+
+def over_budgets(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], o: CompareOptions, *,
+                 seed: int) -> tuple[pd.DataFrame, dict]:
+    """(scores, costs) of A and B: budget_comparison over a count, or over seconds / GPU-hours."""
+    if o.budget == "assignments":
+        return budget_comparison(a[0], b[0], o, seed=seed)
+    from tracking.cost_budgets import cost_budget_comparison
+
+    return cost_budget_comparison(a[0], a[1], b[0], b[1], o, seed=seed)
 
 
 def _over_seeds(sa: np.ndarray, sb: np.ndarray, o: CompareOptions, m: int, *, seed: int) -> dict:
@@ -158,33 +208,58 @@ def _permuted_differences(va: np.ndarray, vb: np.ndarray, ks: np.ndarray, o: Com
     return pa @ rank_weights(va.size, ks, o.estimator).T - pb @ rank_weights(vb.size, ks, o.estimator).T
 
 
-def _from_k(ks: np.ndarray, ok: np.ndarray) -> int | None:
+def _from_k(ks: np.ndarray, ok: np.ndarray, cost: bool = False) -> int | float | None:
     """The smallest k from which ``ok`` holds at every budget up to the largest."""
     if not ok.size or not ok[-1]:
         return None
     bad = np.flatnonzero(~ok)
-    return int(ks[bad[-1] + 1]) if bad.size else int(ks[0])
+    k = ks[bad[-1] + 1] if bad.size else ks[0]
+    return float(k) if cost else int(k)
 
 
-def _budget_summary(c: pd.DataFrame) -> dict:
+def budget_label(b: float) -> str:
+    """A cost budget as a paper would print it: 3 significant figures, whole numbers from 100."""
+    return f"{b:,.0f}" if b >= 100 else f"{b:.3g}"
+
+
+def _budget_summary(c: pd.DataFrame, *, cost: bool = False) -> dict:
+    """Where the curves cross and from which budget each side wins. Over a count of trials a
+    crossing is the first k with the new sign; over a compute budget (a log grid of real budgets)
+    it is interpolated, linearly in log b, between the budgets either side, and the budgets where
+    one side wins are listed as ranges of the grid ("120–480")."""
     ks, d = c["k"].to_numpy(), (c["evp_a"] - c["evp_b"]).to_numpy()
     sign = np.sign(np.where(np.abs(d) < 1e-12, 0, d))
     nz = np.flatnonzero(sign)
-    crossings = [int(ks[j]) for i, j in zip(nz[:-1], nz[1:]) if sign[i] != sign[j]]
+    at = lambda i, j: float(ks[i] * (ks[j] / ks[i]) ** (d[i] / (d[i] - d[j])))  # noqa: E731
+    crossings = [at(i, j) if cost else int(ks[j]) for i, j in zip(nz[:-1], nz[1:]) if sign[i] != sign[j]]
+    show, where = (budget_label, _ranges) if cost else (str, lambda k, ok: ";".join(map(str, k[ok][:50])))
     a_win, b_win = c["a_wins"].to_numpy(), c["b_wins"].to_numpy()
     p = c["p_a_beats_b"].to_numpy()
-    a_from, b_from = _from_k(ks, a_win), _from_k(ks, b_win)
-    return {"k_max": int(ks[-1]), "crossing_k": ";".join(map(str, crossings)),
-            "a_wins_from_k": a_from, "b_wins_from_k": b_from,
-            "a_wins_at": ";".join(map(str, ks[a_win][:50])), "b_wins_at": ";".join(map(str, ks[b_win][:50])),
-            "p_min_a_wins": float(p[ks >= a_from].min()) if a_from else None,
-            "p_max_b_wins": float(p[ks >= b_from].max()) if b_from else None,
-            "p_at_k_max": float(p[-1])}
+    a_from, b_from = _from_k(ks, a_win, cost), _from_k(ks, b_win, cost)
+    return ({"k_min": float(ks[0])} if cost else {}) | {
+        "k_max": float(ks[-1]) if cost else int(ks[-1]), "crossing_k": ";".join(map(show, crossings)),
+        "a_wins_from_k": a_from, "b_wins_from_k": b_from, "a_wins_at": where(ks, a_win), "b_wins_at": where(ks, b_win),
+        "p_min_a_wins": float(p[ks >= a_from].min()) if a_from else None,
+        "p_max_b_wins": float(p[ks >= b_from].max()) if b_from else None,
+        "p_at_k_max": float(p[-1])}
+
+
+def _ranges(ks: np.ndarray, ok: np.ndarray) -> str:
+    """The runs of consecutive grid budgets where ``ok`` holds, as "lo–hi;lo–hi"."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(int), [0]])))
+    return ";".join(budget_label(ks[i]) if i == j - 1 else f"{budget_label(ks[i])}–{budget_label(ks[j - 1])}"
+                    for i, j in zip(edges[::2], edges[1::2]))
 
 
 def sentence(r, o: CompareOptions) -> str:
     """One sentence per pair that a paper could quote."""
-    unit = {"trial": "trials", "assignment": "assignments"}[o.unit]
+    cost = o.budget != "assignments"
+    unit = BUDGET_UNITS[o.budget] if cost else {"trial": "trials", "assignment": "assignments"}[o.unit]
+    at = (lambda k: f"{budget_label(k)} {unit}") if cost else (lambda k: f"k = {k}")  # noqa: E731
+    up_to = (lambda: f"up to {r.k_max} {unit}") if not cost else (  # noqa: E731
+        lambda: f"from {budget_label(r.k_min)} to {budget_label(r.k_max)} {unit}"
+        if budget_label(r.k_max) != budget_label(r.k_min) else f"of {budget_label(r.k_max)} {unit}, the only one compared")
+    num = budget_label if cost else str
     task = r.task.upper()
     seeds = r.seeds_a if r.seeds_a == r.seeds_b else f"{r.seeds_a}/{r.seeds_b}"
     aso_part = f"ASO ε_min = {r.aso_eps_a_over_b:.2f} over {seeds} seeds"
@@ -192,21 +267,40 @@ def sentence(r, o: CompareOptions) -> str:
            + ("" if r.significant else (f", {r.seeds_for_80_power} seeds would give 80% power"
                                         if pd.notna(r.seeds_for_80_power) else ", 80% power not reached with 50 seeds")))
     if pd.notna(r.a_wins_from_k):
-        budget = (f"at every budget ≥ {r.a_wins_from_k} {unit}" if r.a_wins_from_k > 1 else f"at every budget up to {r.k_max} {unit}")
+        first = r.k_min if cost else 1
+        budget = (f"at every budget ≥ {num(r.a_wins_from_k)} {unit}" if r.a_wins_from_k > first
+                  else f"at every budget {up_to()}")
         head = f"{r.a} beats {r.b} on {task} {budget} (P ≥ {_floor(r.p_min_a_wins)}; {aso_part})"
     elif pd.notna(r.b_wins_from_k):
-        head = (f"{r.b} beats {r.a} on {task} at every budget ≥ {r.b_wins_from_k} {unit} "
+        head = (f"{r.b} beats {r.a} on {task} at every budget ≥ {num(r.b_wins_from_k)} {unit} "
                 f"(P ≥ {_floor(1 - r.p_max_b_wins)}), "
                 f"though {r.a} has the higher seed-median ({aso_part})")
     elif r.a_wins_at:
-        head = (f"{r.a} beats {r.b} on {task} only at {unit} k = {r.a_wins_at.replace(';', ', ')} "
-                f"({aso_part})")
+        where = f"budgets of {r.a_wins_at.replace(';', ', ')} {unit}" if cost else f"{unit} k = {r.a_wins_at.replace(';', ', ')}"
+        head = f"{r.a} beats {r.b} on {task} only at {where} ({aso_part})"
+    elif cost and r.b_wins_at:  # a cheaper B often wins where its extra draws tell, at small budgets
+        head = f"{r.b} beats {r.a} on {task} only at budgets of {r.b_wins_at.replace(';', ', ')} {unit} ({aso_part})"
     else:
-        head = (f"{r.a} and {r.b} are not separated on {task} at any budget up to {r.k_max} {unit} "
-                f"(P(A > B) = {r.p_at_k_max:.2f} at k = {r.k_max}; {aso_part})")
-    cross = f"; the EVP curves cross at k = {r.crossing_k.replace(';', ', ')}" if r.crossing_k else ""
+        head = (f"{r.a} and {r.b} are not separated on {task} at any budget {up_to()} "
+                f"(P(A > B) = {r.p_at_k_max:.2f} at {at(r.k_max)}; {aso_part})")
+    cross = ""
+    if r.crossing_k:
+        cross = f"; the EVP curves cross at {r.crossing_k.replace(';', ', ')} {unit}" if cost else (
+            f"; the EVP curves cross at k = {r.crossing_k.replace(';', ', ')}")
+    costs = (f"{_other_wins(r, unit)}; one {o.unit} costs {budget_label(r.cost_a)} vs {budget_label(r.cost_b)} "
+             f"{unit} on average" if cost else "")
     fair = f"; {r.fairness_findings} fairness warning(s)" if r.fairness_findings else ""
-    return f"{head}; {sig}{cross}{fair}."
+    return f"{head}; {sig}{cross}{costs}{fair}."
+
+
+def _other_wins(r, unit: str) -> str:
+    """Under a compute budget, where the side the sentence does not lead with wins too (a cheap
+    method ahead at small budgets, a costly one at large), as a clause."""
+    a_leads = pd.notna(r.a_wins_from_k) or (pd.isna(r.b_wins_from_k) and bool(r.a_wins_at))
+    winner, loser, where = (r.b, r.a, r.b_wins_at) if a_leads else (r.a, r.b, r.a_wins_at)
+    if not where or not (a_leads or pd.notna(r.b_wins_from_k)):
+        return ""
+    return f"; {winner} beats {loser} at budgets of {where.replace(';', ', ')} {unit}"
 
 
 def _floor(p: float) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tracking.compare import CompareOptions, Comparison, compare, estimator_label
+from tracking.compare import BUDGET_UNITS, CompareOptions, Comparison, budget_columns, budget_label, compare, estimator_label
 from tracking.fairness import enforce, with_setup
 from tracking.store import Selection, load_trials
 
@@ -20,6 +20,7 @@ TABLE_COLUMNS = [("task", "Task"), ("a", "A"), ("b", "B"), ("median_a", "median 
                  ("diff", "Δ median"), ("p_holm", "p (Holm)"), ("aso_eps_a_over_b", "ASO ε_min"),
                  ("seeds_for_80_power", "seeds for 80% power"), ("a_wins_from_k", "A wins from k"),
                  ("crossing_k", "curves cross at k")]
+BUDGET_KEYS = ("a_wins_from_k", "crossing_k")  # headed by the unit under a compute budget
 
 
 def run_compare(uri: str, experiment: "str | Selection", out: Path, *, options: CompareOptions | None = None,
@@ -49,14 +50,40 @@ def _fmt(v) -> str:
     return str(v).replace(";", ", ") or "–"
 
 
+def _columns(o: CompareOptions) -> list[tuple[str, str]]:
+    if o.budget == "assignments":
+        return TABLE_COLUMNS
+    unit = BUDGET_UNITS[o.budget]
+    heads = {"a_wins_from_k": f"A wins from ({unit})", "crossing_k": f"curves cross at ({unit})"}
+    return [(k, heads.get(k, h)) for k, h in TABLE_COLUMNS] + [("cost_a", f"{unit} per {o.unit} A"),
+                                                             ("cost_b", f"{unit} per {o.unit} B")]
+
+
+def _cell(r: dict, key: str, o: CompareOptions) -> str:
+    v = r[key]
+    if o.budget != "assignments" and key in BUDGET_KEYS + ("cost_a", "cost_b") and isinstance(v, float) and v == v:
+        return budget_label(v)
+    return _fmt(v)
+
+
+def _budget_settings(o: CompareOptions) -> str:
+    if o.budget == "assignments":
+        return (f"Over budgets: {estimator_label(o)}, one sample per {o.unit}, P(A > B) from {o.resamples} bootstrap "
+                f"resamples; a method wins at a budget where P ≥ {o.level} and a permutation test over all budgets "
+                f"at once (max-statistic, {o.resamples} relabellings) rejects at {o.alpha / 2:.3g}.")
+    cost = "wall seconds × GPUs / 3600" if o.budget == "gpu-hours" else "wall seconds"
+    return (f"Over budgets in {BUDGET_UNITS[o.budget]} ({cost} per {o.unit}, from the runs): at a budget b each method "
+            f"gets b / its mean cost draws, {estimator_label(o)} at that real number of draws; P(A > B) from "
+            f"{o.resamples} bootstrap resamples of each method's (score, cost) pairs; a method wins at a budget where "
+            f"P ≥ {o.level} and a bootstrap-t simultaneous band over all the budgets at once (sup-t, "
+            f"jackknife-studentised, re-centred at the observed difference) excludes 0 at α = {o.alpha}.")
+
+
 def _settings(c: Comparison) -> str:
     o = c.options
     return (f"Over seeds: each method's best assignment; permutation test of the median difference, Holm-adjusted "
             f"over {len(c.pairs)} comparison(s) at α = {o.alpha}; ASO (Dror et al. 2019) at confidence {o.level}, "
-            f"Bonferroni over the comparisons. Over budgets: {estimator_label(o)}, one sample per {o.unit}, "
-            f"P(A > B) from {o.resamples} bootstrap resamples; a method wins at a budget where P ≥ {o.level} and a "
-            f"permutation test over all budgets at once (max-statistic, {o.resamples} relabellings) rejects at "
-            f"{o.alpha / 2:.3g}."
+            f"Bonferroni over the comparisons. {_budget_settings(o)}"
             + (f" {c.note}" if c.note else ""))
 
 
@@ -65,11 +92,12 @@ def fairness_lines(c: Comparison) -> list[str]:
 
 
 def to_markdown(c: Comparison, title: str) -> str:
-    head = "| " + " | ".join(h for _, h in TABLE_COLUMNS) + " |"
+    cols = _columns(c.options)
+    head = "| " + " | ".join(h for _, h in cols) + " |"
     lines = [f"# Comparison: {title}", "", _settings(c), "", "## Findings", ""]
-    lines += [f"- {s}" for s in c.sentences] + ["", "## Table", "", head, "|" + "---|" * len(TABLE_COLUMNS)]
+    lines += [f"- {s}" for s in c.sentences] + ["", "## Table", "", head, "|" + "---|" * len(cols)]
     for r in c.pairs.to_dict("records"):
-        lines.append("| " + " | ".join(_fmt(r[k]) for k, _ in TABLE_COLUMNS) + " |")
+        lines.append("| " + " | ".join(_cell(r, k, c.options) for k, _ in cols) + " |")
     lines += ["", "## Fairness audit", ""] + [f"- {x}" for x in fairness_lines(c)]
     return "\n".join(lines) + "\n"
 
@@ -77,11 +105,12 @@ def to_markdown(c: Comparison, title: str) -> str:
 def to_latex(c: Comparison, title: str) -> str:
     esc = lambda s: (str(s).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")  # noqa: E731
                      .replace("&", r"\&").replace("≥", r"$\geq$").replace("ε", r"$\varepsilon$")
-                     .replace("Δ", r"$\Delta$").replace("α", r"$\alpha$").replace("±", r"$\pm$"))
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{" + "l" * len(TABLE_COLUMNS) + "}",
-             r"\toprule", " & ".join(esc(h) for _, h in TABLE_COLUMNS) + r" \\", r"\midrule"]
+                     .replace("Δ", r"$\Delta$").replace("α", r"$\alpha$").replace("±", r"$\pm$").replace("×", r"$\times$"))
+    cols = _columns(c.options)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\begin{tabular}{" + "l" * len(cols) + "}",
+             r"\toprule", " & ".join(esc(h) for _, h in cols) + r" \\", r"\midrule"]
     for r in c.pairs.to_dict("records"):
-        lines.append(" & ".join(esc(_fmt(r[k])) for k, _ in TABLE_COLUMNS) + r" \\")
+        lines.append(" & ".join(esc(_cell(r, k, c.options)) for k, _ in cols) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{esc(title)}: {esc(_settings(c))}}}", r"\end{table}", ""]
     lines += [rf"% {esc(s)}" for s in c.sentences] + [rf"% {esc(x)}" for x in fairness_lines(c)]
     return "\n".join(lines) + "\n"
@@ -102,7 +131,7 @@ def to_json(c: Comparison, title: str) -> str:
     pairs = [{k: clean(v) for k, v in r.items()} for r in c.pairs.to_dict("records")]
     for p in pairs:
         g = c.budgets[(c.budgets["task"] == p["task"]) & (c.budgets["a"] == p["a"]) & (c.budgets["b"] == p["b"])]
-        p["budgets"] = {col: [clean(x) for x in g[col]] for col in ("k", "evp_a", "evp_b", "p_a_beats_b", "t", "a_wins", "b_wins")}
+        p["budgets"] = {col: [clean(x) for x in g[col]] for col in budget_columns(c.options)}
     return json.dumps({"title": title, "options": asdict(c.options), "settings": _settings(c),
                        "fairness": [asdict(f) for f in c.findings], "pairs": pairs}, indent=1, ensure_ascii=False)
 
@@ -113,6 +142,9 @@ def plot_p_beats(c: Comparison, stem: Path, formats=("png", "svg")) -> list[Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from tracking.plots import X_AXES
+
+    cost = c.options.budget != "assignments"
     tasks = sorted(c.budgets["task"].unique())
     cols = min(3, len(tasks))
     rows = math.ceil(len(tasks) / cols)
@@ -124,10 +156,10 @@ def plot_p_beats(c: Comparison, stem: Path, formats=("png", "svg")) -> list[Path
             ax.axhline(y, color="grey", lw=0.8, ls="--")
         ax.axhline(0.5, color="grey", lw=0.5)
         ax.set_ylim(-0.02, 1.02)
-        if c.budgets["k"].max() > 300:
+        if c.budgets["k"].max() > 300 or (cost and c.budgets["k"].max() > 10 * c.budgets["k"].min()):
             ax.set_xscale("log")
         ax.set_title(task.upper())
-        ax.set_xlabel(f"budget k ({c.options.unit}s)")
+        ax.set_xlabel(X_AXES[c.options.budget][1].format(unit=c.options.unit) if cost else f"budget k ({c.options.unit}s)")
         ax.set_ylabel("bootstrap P(A > B)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

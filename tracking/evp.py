@@ -102,6 +102,27 @@ def rank_weights(n: int, ks, estimator: Estimator = "with-replacement") -> np.nd
     return np.diff(f, axis=1, prepend=0.0)
 
 
+def fractional_weights(n: int, m, estimator: Estimator = "with-replacement") -> np.ndarray:
+    """(M, N) rank weights, as rank_weights, at real numbers of draws m (a cost budget divided by a
+    mean cost per trial is rarely a whole number). With replacement, F(u)^m is the CDF of the best
+    of m draws for any real m > 0: the same formula, no interpolation, and the curve is exactly
+    invariant to rescaling costs (the best of 2 draws at cost 2c is the best of 1 draw of the max
+    of two, at cost c per draw). Without replacement no such continuation exists, so the weights
+    are interpolated linearly between floor(m) and ceil(m), with m clipped to [1, N]."""
+    m = np.asarray(m, dtype=float).ravel()
+    if estimator == "with-replacement":
+        f = np.exp(np.maximum(m, 1e-12)[:, None] * np.log(np.arange(1, n + 1) / n))  # (i/N)^m, one exp
+        f[:, -1] = 1.0
+        return np.diff(f, axis=1, prepend=0.0)
+    m = np.clip(m, 1, n)
+    lo = np.floor(m).astype(int)
+    hi = np.minimum(lo + 1, n)
+    ks, inverse = np.unique(np.concatenate([lo, hi]), return_inverse=True)
+    w = rank_weights(n, ks, estimator)
+    frac = (m - lo)[:, None]
+    return (1 - frac) * w[inverse[:m.size]] + frac * w[inverse[m.size:]]
+
+
 def resampled_means(scores, ks, estimator: Estimator = "with-replacement", *, resamples: int, seed: int) -> np.ndarray:
     """(B, K): the estimator on ``resamples`` seeded bootstrap resamples of the scores (sorted
     first so the input order cannot matter). A resample of sorted scores, its indices sorted, is

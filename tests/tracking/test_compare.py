@@ -51,9 +51,10 @@ def test_crossing_curves_a_wins_small_budgets_only():
     assert rate >= 0.95, rate
 
 
-def _db(tmp_path, epochs: dict[str, int]) -> str:
+def _db(tmp_path, epochs: dict[str, int], seconds: dict[str, int] | None = None, gpus: dict[str, int] | None = None) -> str:
     """Two experiments, one method each, 3 assignments × 3 seeds, logged with their training
-    params the way search/runner.py logs them; ``epochs`` gives each method's max_epochs."""
+    params the way search/runner.py logs them; ``epochs`` gives each method's max_epochs,
+    ``seconds`` its trials' wall time (default 60 s each) and ``gpus`` their GPUs (default 0)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     c = MlflowClient(tracking_uri=uri)
     rng = np.random.default_rng(0)
@@ -66,11 +67,11 @@ def _db(tmp_path, epochs: dict[str, int]) -> str:
                 run = c.create_run(exp, start_time=1000, tags={
                     PARENT_TAG: parent, tag("method"): method, tag("task"): "rte", tag("backbone"): "tiny/bert",
                     tag("seed"): str(seed), tag("config_id"): f"{method}-c{cfg}", tag("metric"): "acc",
-                    tag("gpus"): "0", tag("protocol"): "dev"}).info.run_id
+                    tag("gpus"): str((gpus or {}).get(method, 0)), tag("protocol"): "dev"}).info.run_id
                 c.log_param(run, "training.max_epochs", str(max_epochs))
                 c.log_param(run, "training.max_train_examples", "256")
                 c.log_metric(run, "best_dev_score", round(0.6 + 0.05 * i + 0.01 * cfg + rng.normal(0, 0.005), 3))
-                c.set_terminated(run, "FINISHED", end_time=61_000)
+                c.set_terminated(run, "FINISHED", end_time=1000 + 1000 * (seconds or {}).get(method, 60) + 37 * seed)
         c.set_terminated(parent, "FINISHED")
     return uri
 
@@ -117,3 +118,43 @@ def test_baseline_must_exist(tmp_path):
     uri = _db(tmp_path, {"bitfit": 3, "lora": 3})
     r = _compare(uri, tmp_path / "out", "--baseline", "prompt_tuning")
     assert r.exit_code == 2 and "baseline: no method 'prompt_tuning' on task rte" in r.output
+
+
+def test_compare_over_seconds_writes_every_output_in_that_unit(tmp_path):
+    """bitfit's trials take 20 s, lora's 60 s (wall time: each run's end - start, as evp
+    --budget seconds uses). Over seconds each gets the draws its own mean cost buys."""
+    uri = _db(tmp_path, {"bitfit": 3, "lora": 3}, seconds={"bitfit": 20, "lora": 60})
+    r = _compare(uri, tmp_path / "out", "--budget", "seconds", "--max-k", "9")
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "out" / "compare.json").read_text())
+    (pair,) = data["pairs"]
+    assert data["options"]["budget"] == "seconds" and pair["budget_unit"] == "seconds"
+    assert pair["cost_a"] == pytest.approx(60.037) and pair["cost_b"] == pytest.approx(20.037)  # + 0, 37, 74 ms
+    k, n_a, n_b = (np.array(pair["budgets"][c]) for c in ("k", "n_a", "n_b"))
+    assert k[0] == pytest.approx(pair["cost_a"]) and n_a[0] == pytest.approx(1)   # lora's one trial
+    assert np.allclose(k, n_a * pair["cost_a"]) and np.allclose(k, n_b * pair["cost_b"])
+    assert k[-1] == pytest.approx(9 * pair["cost_b"])                             # bitfit's 9 trials
+    assert " seconds" in pair["sentence"] and "one trial costs 60 vs 20 seconds on average" in pair["sentence"]
+    assert pair["sentence"] in r.output and "k =" not in pair["sentence"]
+    md = (tmp_path / "out" / "compare.md").read_text()
+    assert "Over budgets in seconds" in md and "A wins from (seconds)" in md and "## Fairness audit" in md
+    assert "seconds" in (tmp_path / "out" / "compare.tex").read_text()
+    assert "budget_unit" in (tmp_path / "out" / "compare_budgets.csv").read_text().splitlines()[0]
+    assert "compute budget (seconds of trial wall time)" in (tmp_path / "out" / "compare_p.svg").read_text()
+
+
+def test_compare_over_gpu_hours_is_seconds_times_gpus(tmp_path):
+    uri = _db(tmp_path, {"bitfit": 3, "lora": 3}, seconds={"bitfit": 20, "lora": 60}, gpus={"bitfit": 1, "lora": 2})
+    r = _compare(uri, tmp_path / "out", "--budget", "gpu-hours", "--max-k", "9", "--format", "json", "--format", "svg")
+    assert r.exit_code == 0, r.output
+    (pair,) = json.loads((tmp_path / "out" / "compare.json").read_text())["pairs"]
+    assert pair["cost_a"] == pytest.approx(60.037 * 2 / 3600) and pair["cost_b"] == pytest.approx(20.037 / 3600)
+    assert pair["budgets"]["k"][-1] == pytest.approx(9 * 20.037 / 3600)  # bitfit's 9 trials, 0.05 GPU-hours
+    assert "GPU-hours" in pair["sentence"] and "compute budget (GPU-hours)" in (tmp_path / "out" / "compare_p.svg").read_text()
+
+
+def test_compare_over_gpu_hours_needs_gpu_trials(tmp_path):
+    uri = _db(tmp_path, {"bitfit": 3, "lora": 3})  # tagged gpus 0
+    r = _compare(uri, tmp_path / "out", "--budget", "gpu-hours")
+    assert r.exit_code == 2 and "budget: 'gpu-hours' needs trials that ran on GPUs" in r.output
+    assert not (tmp_path / "out").exists()

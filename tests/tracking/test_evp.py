@@ -144,3 +144,35 @@ def test_resampled_means_are_the_estimator_on_each_resample():
     idx = np.sort(np.random.default_rng(3).integers(0, v.size, size=(5, v.size)), axis=1)
     for b in range(5):
         assert est[b] == pytest.approx(expected_max(v[idx[b]], ks)[0], abs=1e-12)
+
+
+def test_fractional_weights_at_whole_draws_match_enumeration():
+    from tracking.evp import fractional_weights
+
+    v = np.sort(np.random.default_rng(3).random(6))
+    for estimator, replace in (("with-replacement", True), ("unbiased", False)):
+        got = fractional_weights(v.size, [1, 2, 3, 4], estimator) @ v
+        assert got == pytest.approx([brute_force(v, k, replace)[0] for k in (1, 2, 3, 4)], abs=1e-12)
+
+
+def test_fractional_weights_with_replacement_are_invariant_to_rescaling_the_cost():
+    """The best of 2m draws from x is the best of m draws from the N² pairwise maxima of x (the
+    empirical distribution of the best of 2 draws), for real m too: what makes a method that costs
+    2c per trial, each trial the best of two, equal to one that costs c."""
+    from tracking.evp import fractional_weights
+
+    x = np.random.default_rng(4).normal(size=7).round(2)
+    pairs = np.sort(np.maximum.outer(x, x).ravel())
+    m = np.array([0.6, 1.0, 1.7, 3.25])
+    assert fractional_weights(pairs.size, m) @ pairs == pytest.approx(fractional_weights(x.size, 2 * m) @ np.sort(x),
+                                                                    abs=1e-12)
+    assert np.diff(fractional_weights(x.size, np.linspace(1, 7, 25)) @ np.sort(x)).min() > 0  # grows with m
+
+
+def test_fractional_weights_unbiased_interpolate_between_whole_draws():
+    from tracking.evp import fractional_weights
+
+    v = np.sort(np.random.default_rng(5).random(5))
+    two, three = brute_force(v, 2, False)[0], brute_force(v, 3, False)[0]
+    assert fractional_weights(5, [2.25], "unbiased") @ v == pytest.approx([0.75 * two + 0.25 * three], abs=1e-12)
+    assert fractional_weights(5, [0.4, 9.0], "unbiased") @ v == pytest.approx([v.mean(), v.max()], abs=1e-12)
