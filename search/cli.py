@@ -220,10 +220,15 @@ def validate(spec: str, data_dir: str | None, tracking_uri: str | None, max_tria
     without running anything."""
     from search.space import describe
 
+    from search.spec import backbone_config
+
     s = _load(spec, data_dir, tracking_uri, max_trials)
     click.echo(f"{s.name}: valid, {s.trial_count()} trials")
     for line in describe(s):
         click.echo(f"  {line}")
+    if backbone_config(s.backbone) is None:
+        click.echo(f"note: {s.backbone}'s config.json is neither local nor in the Hugging Face cache: the method × "
+                   f"backbone rules are checked when a trial loads it", err=True)
 
 
 def _analysis_options(f):

@@ -417,9 +417,24 @@ def backbone_config(backbone: str) -> dict[str, Any] | None:
 
     source = backbone if Path(backbone).is_absolute() or backbone not in PACKAGED_MODELS else resolve_backbone(backbone)
     path = Path(source)
-    if not path.is_absolute() or not (path / "config.json").is_file():
+    if not path.is_absolute():
+        cached = _hub_cached_config(backbone)
+        return None if cached is None else _read_config(cached, backbone)
+    if not (path / "config.json").is_file():
         return None
     return _read_config(path / "config.json", backbone)
+
+
+def _hub_cached_config(repo_id: str) -> Path | None:
+    """A hub id's config.json if the Hugging Face cache already holds it (no network): a model a
+    user has downloaded before is checked like a local directory."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json")
+    except ValueError:  # not a valid repo id: the backbone field's own rules speak for it
+        return None
+    return Path(found) if isinstance(found, str) else None
 
 
 def _read_config(file: Path, shown: str) -> dict[str, Any]:

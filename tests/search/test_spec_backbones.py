@@ -125,3 +125,22 @@ def test_the_paper_optimizer_settings_validate(tmp_path, tiny):
     assert r.exit_code == 0, r.stderr
     r = validate(tmp_path, tiny["t5"], {"dept": "paper"}, training={"betas": [0.9, 1.5]})
     assert r.exit_code == 2 and "betas" in r.stderr
+
+
+def test_a_hub_id_already_in_the_hugging_face_cache_is_checked_like_a_directory(tmp_path, tiny, monkeypatch):
+    """huggingface_hub's own cache lookup (no network) finds config.json for a hub id downloaded
+    before; the cache here is laid out as the hub writes it (refs/main -> snapshots/<commit>/)."""
+    import shutil
+
+    cache, commit = tmp_path / "hub", "0" * 40
+    snapshot = cache / "models--someone--tiny-llama" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    shutil.copy(f"{tiny['llama']}/config.json", snapshot / "config.json")
+    (cache / "models--someone--tiny-llama" / "refs").mkdir()
+    (cache / "models--someone--tiny-llama" / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    r = validate(tmp_path, "someone/tiny-llama", {"bitfit": {"lr": 1e-3}})
+    assert r.exit_code == 2 and "must have bias terms" in r.stderr and "llama" in r.stderr, r.stderr
+    r = validate(tmp_path, "someone/not-downloaded", {"bitfit": {"lr": 1e-3}})
+    assert r.exit_code == 0 and "checked when a trial loads it" in r.stderr
