@@ -232,22 +232,23 @@ def _budget_summary(c: pd.DataFrame, *, cost: bool = False) -> dict:
     nz = np.flatnonzero(sign)
     at = lambda i, j: float(ks[i] * (ks[j] / ks[i]) ** (d[i] / (d[i] - d[j])))  # noqa: E731
     crossings = [at(i, j) if cost else int(ks[j]) for i, j in zip(nz[:-1], nz[1:]) if sign[i] != sign[j]]
-    show, where = (budget_label, _ranges) if cost else (str, lambda k, ok: ";".join(map(str, k[ok][:50])))
+    show = budget_label if cost else str
     a_win, b_win = c["a_wins"].to_numpy(), c["b_wins"].to_numpy()
     p = c["p_a_beats_b"].to_numpy()
     a_from, b_from = _from_k(ks, a_win, cost), _from_k(ks, b_win, cost)
     return ({"k_min": float(ks[0])} if cost else {}) | {
         "k_max": float(ks[-1]) if cost else int(ks[-1]), "crossing_k": ";".join(map(show, crossings)),
-        "a_wins_from_k": a_from, "b_wins_from_k": b_from, "a_wins_at": where(ks, a_win), "b_wins_at": where(ks, b_win),
+        "a_wins_from_k": a_from, "b_wins_from_k": b_from, "a_wins_at": _ranges(ks, a_win, show), "b_wins_at": _ranges(ks, b_win, show),
         "p_min_a_wins": float(p[ks >= a_from].min()) if a_from else None,
         "p_max_b_wins": float(p[ks >= b_from].max()) if b_from else None,
         "p_at_k_max": float(p[-1])}
 
 
-def _ranges(ks: np.ndarray, ok: np.ndarray) -> str:
-    """The runs of consecutive grid budgets where ``ok`` holds, as "lo–hi;lo–hi"."""
+def _ranges(ks: np.ndarray, ok: np.ndarray, show=budget_label) -> str:
+    """The runs of consecutive budgets compared where ``ok`` holds, as "lo–hi;lo–hi" (``show``
+    prints one budget)."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], ok.astype(int), [0]])))
-    return ";".join(budget_label(ks[i]) if i == j - 1 else f"{budget_label(ks[i])}–{budget_label(ks[j - 1])}"
+    return ";".join(show(ks[i]) if i == j - 1 else f"{show(ks[i])}–{show(ks[j - 1])}"
                     for i, j in zip(edges[::2], edges[1::2]))
 
 
@@ -276,9 +277,9 @@ def sentence(r, o: CompareOptions) -> str:
                 f"(P ≥ {_floor(1 - r.p_max_b_wins)}), "
                 f"though {r.a} has the higher seed-median ({aso_part})")
     elif r.a_wins_at:
-        where = f"budgets of {r.a_wins_at.replace(';', ', ')} {unit}" if cost else f"{unit} k = {r.a_wins_at.replace(';', ', ')}"
-        head = f"{r.a} beats {r.b} on {task} only at {where} ({aso_part})"
-    elif cost and r.b_wins_at:  # a cheaper B often wins where its extra draws tell, at small budgets
+        head = f"{r.a} beats {r.b} on {task} only at budgets of {r.a_wins_at.replace(';', ', ')} {unit} ({aso_part})"
+    elif r.b_wins_at:  # B wins somewhere, not up to the largest budget: a cheaper B at small budgets,
+        # or, over a count, a B ahead in the middle whose lead the top few order statistics cannot show
         head = f"{r.b} beats {r.a} on {task} only at budgets of {r.b_wins_at.replace(';', ', ')} {unit} ({aso_part})"
     else:
         head = (f"{r.a} and {r.b} are not separated on {task} at any budget {up_to()} "
@@ -287,15 +288,15 @@ def sentence(r, o: CompareOptions) -> str:
     if r.crossing_k:
         cross = f"; the EVP curves cross at {r.crossing_k.replace(';', ', ')} {unit}" if cost else (
             f"; the EVP curves cross at k = {r.crossing_k.replace(';', ', ')}")
-    costs = (f"{_other_wins(r, unit)}; one {o.unit} costs {budget_label(r.cost_a)} vs {budget_label(r.cost_b)} "
-             f"{unit} on average" if cost else "")
+    costs = (f"; one {o.unit} costs {budget_label(r.cost_a)} vs {budget_label(r.cost_b)} {unit} on average"
+             if cost else "")
     fair = f"; {r.fairness_findings} fairness warning(s)" if r.fairness_findings else ""
-    return f"{head}; {sig}{cross}{costs}{fair}."
+    return f"{head}; {sig}{cross}{_other_wins(r, unit)}{costs}{fair}."
 
 
 def _other_wins(r, unit: str) -> str:
-    """Under a compute budget, where the side the sentence does not lead with wins too (a cheap
-    method ahead at small budgets, a costly one at large), as a clause."""
+    """Where the side the sentence does not lead with wins too (a cheap method ahead at small
+    budgets, a costly one at large; over a count, the spread one in the middle), as a clause."""
     a_leads = pd.notna(r.a_wins_from_k) or (pd.isna(r.b_wins_from_k) and bool(r.a_wins_at))
     winner, loser, where = (r.b, r.a, r.b_wins_at) if a_leads else (r.a, r.b, r.a_wins_at)
     if not where or not (a_leads or pd.notna(r.b_wins_from_k)):
