@@ -319,6 +319,13 @@ def _note_incomplete(uri: str, experiments) -> None:
                            f"({why or r.info.status}); these figures use its finished trials only", err=True)
 
 
+def _budget_option(f):
+    """compare's and report's --budget."""
+    return click.option("--budget", type=click.Choice(["assignments", "seconds", "gpu-hours"]), default="assignments",
+                        show_default=True, help="Budget axis: a count of samples (trials; compare: per --unit), or compute, where each "
+                        "method gets the draws its own mean cost per sample buys (wall seconds, as evp --budget).")(f)
+
+
 @main.command()
 @_analysis_options
 @click.option("--baseline", help="Compare every method against this one [default: every pair].")
@@ -326,9 +333,7 @@ def _note_incomplete(uri: str, experiments) -> None:
               help="Budget unit: one EVP sample per trial, or per assignment (its seed-median).")
 @click.option("--estimator", type=click.Choice(["with-replacement", "unbiased"]), default="with-replacement",
               show_default=True)
-@click.option("--budget", type=click.Choice(["assignments", "seconds", "gpu-hours"]), default="assignments",
-              show_default=True, help="Budget axis: a count of samples (--unit), or compute, where each method gets "
-              "the draws its own mean cost per sample buys (wall seconds, as evp --budget).")
+@_budget_option
 @click.option("--max-k", type=click.IntRange(min=1), help="Largest budget compared [default: the smaller N; "
               "under a compute budget, where one method has max_k draws, default N / 4].")
 @click.option("--bootstrap", type=click.IntRange(min=10), default=1000, show_default=True,
@@ -363,17 +368,19 @@ def compare(tracking_uri, experiments, out, tasks, methods, backbones, tags, gro
 @main.command()
 @_analysis_options
 @click.option("--baseline", help="Compare every method against this one [default: every pair].")
+@_budget_option
 def report(tracking_uri, experiments, out, tasks, methods, backbones, tags, group_by, score, log_to_parent,
-           baseline) -> None:
+           baseline, budget) -> None:
     """report.html (self-contained: summary, EVP, comparisons, Pareto view, fairness audit), with
-    pareto.csv/.png/.svg beside it."""
+    pareto.csv/.png/.svg beside it. --budget is compare's: the comparisons' budget and the EVP
+    panels' x axis."""
     from tracking.compare import CompareOptions
     from tracking.html_report import write_report
     from tracking.pareto import pareto_points, write_pareto
     from tracking.store import load_trials
 
     sel = _selection(experiments, tasks, methods, backbones, tags, group_by)
-    files = write_report(tracking_uri, sel, out, score=score, compare_options=CompareOptions(score=score, baseline=baseline),
+    files = write_report(tracking_uri, sel, out, score=score, compare_options=CompareOptions(score=score, baseline=baseline, budget=budget),
                          log_to_parent=log_to_parent)
     files += write_pareto(pareto_points(load_trials(tracking_uri, sel), score=score), out)
     for f in files:

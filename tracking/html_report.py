@@ -56,23 +56,29 @@ def _pareto_columns(points: pd.DataFrame) -> pd.DataFrame:
 
 
 def build(trials: pd.DataFrame, title: str, *, score: Score = "selection", compare_options=None) -> str:
-    from tracking.compare import compare
+    """The page. ``compare_options.budget`` (as ``compare --budget``) sets the budget of the
+    comparisons and the x axis of the EVP panels (as ``evp --budget``); a budget the runs cannot
+    give (GPU-hours of CPU trials) raises before anything is drawn."""
+    from tracking.compare import CompareOptions, compare
     from tracking.compare_report import _settings, fairness_lines, plot_p_beats
     from tracking.pareto import pareto_points, plot_pareto
     from tracking.plots import plot_evp
+    from tracking.report import check_budget
 
+    o = compare_options or CompareOptions(score=score)
     note = iid_note(trials)
     summary = summarize(trials, score=score)
     curves = evp_curves(trials, score=score)
+    check_budget(curves, o.budget, len(trials))
+    several = trials.groupby("task")["method"].nunique().max() > 1
+    c = compare(trials, o, note=note) if several else None
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(SCORE_LABELS[score])}.</p>"]
     if note:
         parts.append(f"<p class='warn'>{html.escape(note)}</p>")
     parts += ["<h2>Summary</h2>", "<p>Seed-median ± std (×100) of each method's best assignment.</p>",
               _table_html(tables.table1(summary)), "<h2>Expected validation performance</h2>",
-              f"<figure>{_svg(lambda s: plot_evp(curves, s, formats=('svg',)))}</figure>"]
-    several = trials.groupby("task")["method"].nunique().max() > 1
-    if several:
-        c = compare(trials, compare_options, note=note)
+              f"<figure>{_svg(lambda s: plot_evp(curves, s, budget=o.budget, formats=('svg',)))}</figure>"]
+    if c is not None:
         parts += ["<h2>Comparisons</h2>", f"<p>{html.escape(_settings(c))}</p>", "<ul>"]
         parts += [f"<li>{html.escape(s)}</li>" for s in c.sentences] + ["</ul>"]
         parts.append(f"<figure>{_svg(lambda s: plot_p_beats(c, s, formats=('svg',)))}</figure>")
@@ -94,9 +100,10 @@ def write_report(uri: str, experiment: "str | Selection", out: Path, *, score: S
 
     sel = Selection.of(experiment)
     trials = with_setup(uri, load_trials(uri, sel))
+    page = build(trials, sel.label, score=score, compare_options=compare_options)  # a bad input fails here
     out.mkdir(parents=True, exist_ok=True)
     path = out / "report.html"
-    path.write_text(build(trials, sel.label, score=score, compare_options=compare_options))
+    path.write_text(page)
     if log_to_parent:
         from tracking.report import log_to_parents
 

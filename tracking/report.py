@@ -42,9 +42,7 @@ def write_evp(uri: str, experiment: "str | Selection", out: Path, *, options: Ev
     trials = load_trials(uri, sel)
     curves = evp_curves(trials, unit=o.unit, estimator=o.estimator, score=o.score, max_k=o.max_k,
                         bootstrap=o.bootstrap, seed=o.seed, level=o.level)
-    if o.budget == "gpu-hours" and curves["budget_gpu_hours"].isna().all():
-        raise ValueError("budget: 'gpu-hours' needs trials that ran on GPUs (tag peftsearch.gpus > 0); "
-                         f"none of the {len(trials)} selected trials did")
+    check_budget(curves, o.budget, len(trials))
     note = iid_note(trials)
     band = f"{o.bootstrap}-resample bootstrap {o.level:.0%} CI" if o.bootstrap else "± std"
     title = f"{sel.label}: EVP of the {o.score} score ({o.estimator}, one sample per {o.unit}, {band})"
@@ -63,6 +61,13 @@ def write_evp(uri: str, experiment: "str | Selection", out: Path, *, options: Ev
     if log_to_parent:
         log_to_parents(uri, trials, files)
     return files
+
+
+def check_budget(curves: pd.DataFrame, budget: Budget, trials: int) -> None:
+    """A GPU-hours axis needs trials that used GPUs (evp_curves leaves their budget NaN otherwise)."""
+    if budget == "gpu-hours" and curves["budget_gpu_hours"].isna().all():
+        raise ValueError("budget: 'gpu-hours' needs trials that ran on GPUs (tag peftsearch.gpus > 0); "
+                         f"none of the {trials} selected trials did")
 
 
 def write_summary(uri: str, experiment: "str | Selection", out: Path, *, score: Score = "selection",

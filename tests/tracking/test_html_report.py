@@ -2,6 +2,7 @@
 rendered by a real headless Chromium with its tables and figures and no console errors."""
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -50,3 +51,47 @@ def test_chromium_renders_tables_and_figures_without_console_errors(report, tmp_
         assert any("broken" in e["message"] for e in d.get_log("browser"))
     finally:
         d.quit()
+
+
+def _report(uri, out, *extra):
+    from click.testing import CliRunner
+
+    from search.cli import main
+
+    return CliRunner().invoke(main, ["report", "--tracking-uri", uri, "--experiment", "exp-lora",
+                                     "--experiment", "exp-bitfit", "--out", str(out), *extra])
+
+
+def test_report_budget_seconds_names_the_unit_as_compare_does(tmp_path):
+    """report --budget is compare's: the same sentences (compare.json's, word for word), the
+    settings in seconds, and both the EVP panels' and the P(A > B) plot's x axis in seconds."""
+    import json
+
+    from tests.tracking.test_compare import _compare, _db
+
+    uri = _db(tmp_path, {"bitfit": 3, "lora": 3}, seconds={"bitfit": 20, "lora": 60})
+    r = _report(uri, tmp_path / "seconds", "--budget", "seconds")
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "seconds" / "report.html").read_text()
+    assert _compare(uri, tmp_path / "cmp", "--budget", "seconds", "--bootstrap", "1000", "--format", "json").exit_code == 0
+    (pair,) = json.loads((tmp_path / "cmp" / "compare.json").read_text())["pairs"]
+    assert "one trial costs 60 vs 20 seconds on average" in pair["sentence"]
+    assert f"<li>{html.escape(pair['sentence'])}</li>" in text
+    assert "Over budgets in seconds (wall seconds per trial" in text
+    assert text.count("compute budget (seconds of trial wall time)") == 2  # EVP panel and P(A > B) plot
+    plain = (tmp_path / "count" / "report.html")
+    assert _report(uri, tmp_path / "count").exit_code == 0  # the default is unchanged: a count of trials
+    default = plain.read_text()
+    assert "seconds of trial wall time" not in default and "budget k (trials)" in default
+    assert "hyperparameter assignments (trials)" in default and "one sample per trial, P(A &gt; B)" in default
+
+
+def test_report_budget_gpu_hours_of_cpu_trials_exits_2_before_writing(tmp_path):
+    from tests.tracking.test_compare import _db
+
+    uri = _db(tmp_path, {"bitfit": 3, "lora": 3})  # tagged gpus 0
+    r = _report(uri, tmp_path / "out", "--budget", "gpu-hours")
+    assert r.exit_code == 2
+    assert r.output.splitlines() == [r.output.strip()] and r.output.startswith(
+        "peftsearch: error: budget: 'gpu-hours' needs trials that ran on GPUs")
+    assert not (tmp_path / "out").exists()
