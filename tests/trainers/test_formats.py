@@ -71,3 +71,51 @@ def test_multirc_answers_are_grouped_by_question(data_dir, tokenizer):
     batch = next(iter(make_loader(some, tokenizer, max_length=128, batch_size=len(some), regression=False,
                                   shuffle=False, seed=0, fmt=TASKS["multirc"].format)))
     assert batch["group"].tolist() == [e.group for e in some]
+
+
+# ---- dynamic padding -----------------------------------------------------------------------------
+class PadToMaxLength:
+    """The tokenizer, but every batch padded to ``max_length`` (the fixed padding we do not use)."""
+
+    def __init__(self, tokenizer, max_length: int):
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def __call__(self, *args, **kwargs):
+        return self.tokenizer(*args, **kwargs)
+
+    def pad(self, features, **kwargs):
+        return self.tokenizer.pad(features, padding="max_length", max_length=self.max_length, **kwargs)
+
+
+@pytest.mark.parametrize("task", ["cola", "rte", "copa"])
+def test_batches_are_padded_to_their_longest_example(task, data_dir, tokenizer):
+    """A batch is as wide as its longest (truncated) example, not max_length: activations scale
+    with the batch's own length."""
+    t, max_length = TASKS[task], 128
+    loader = make_loader(dev(task, data_dir)[:96], tokenizer, max_length=max_length, batch_size=8,
+                         regression=t.is_regression, shuffle=False, seed=0, fmt=t.format)
+    widths = []
+    for batch in loader:
+        lengths = batch["attention_mask"].sum(1)
+        assert batch["input_ids"].shape[1] == int(lengths.max()) <= max_length
+        widths.append(batch["input_ids"].shape[1])
+    assert min(widths) < max_length and len(set(widths)) > 1
+
+
+def test_scores_are_the_same_as_with_batches_padded_to_max_length(data_dir, tokenizer, tiny_bert):
+    """The same model scores the same with dynamic and with fixed padding (right padding, an
+    encoder pooling [CLS]): the logits within float noise, the metrics exactly."""
+    from trainers.loop import evaluate
+
+    task = TASKS["rte"]
+    examples = dev("rte", data_dir)[:48]
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2).eval()
+    n = 256  # the tiny BERT's positions: room for RTE's long pairs, so most batches are shorter
+    loaders = [make_loader(examples, tok, max_length=n, batch_size=8, regression=False, shuffle=False, seed=0)
+               for tok in (tokenizer, PadToMaxLength(tokenizer, n))]
+    widths = [[b["input_ids"].shape[1] for b in dl] for dl in loaders]
+    assert widths[1] == [n] * 6 and max(widths[0]) < n  # the two really pad differently
+    with torch.no_grad():
+        logits = [torch.cat([task.format.forward(model, b)[1] for b in dl]) for dl in loaders]
+    assert (logits[0] - logits[1]).abs().max() < 1e-5
+    assert evaluate(model, loaders[0], task, "cpu") == evaluate(model, loaders[1], task, "cpu")
