@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from trainers.machine import load_average
+
 
 def grid_spec(directory: Path, *, lrs: int = 100, decays: int = 10, seeds: int = 10) -> Path:
     """A grid of lrs × decays assignments × seeds trials (10,000 by default), on a hub backbone."""
@@ -49,9 +51,7 @@ def run_bench(*, repeats: int = 3) -> list[tuple[str, float, float, int]]:
 
 
 def table(rows) -> str:
-    with open("/proc/loadavg") as f:
-        load = " ".join(f.read().split()[:3])
-    lines = [f"load average {load}", f"{'command':<32}{'CPU s':>8}{'wall s':>8}{'target':>9}  exit"]
+    lines = [f"load average {load_average()}", f"{'command':<32}{'CPU s':>8}{'wall s':>8}{'target':>9}  exit"]
     for name, cpu, wall, rc in rows:
         target = f"< {TARGETS[name]:.0f} s" if name in TARGETS else ""
         lines.append(f"{name:<32}{cpu:>8.2f}{wall:>8.2f}{target:>9}  {rc}")

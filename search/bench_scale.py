@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from trainers.machine import load_average
+
 
 @dataclass
 class Recording:
@@ -308,7 +310,7 @@ def play(load: Load, rec: Recording, *, server, pg, name: str, outage_s: float =
                        # a restarted server is a new process tree: its CPU before the outage is gone
                        math.nan if outage_s else (cpu1[0] - cpu0[0]) / wall, (cpu1[1] - cpu0[1]) / wall,
                        wall, counted, out.errors,
-                       Path("/proc/loadavg").read_text().strip(), window,
+                       load_average(), window,
                        sum(window[0] <= s <= window[1] for s in out.sent) if window else 0)
 
 

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from search.spec import parse_spec
+from trainers.machine import load_average
 
 VARIANTS = ("sequential", "ray", "ray+mlflow")
 
@@ -163,7 +164,7 @@ def run_bench(*, n: int, rounds: int, data_dir: str, backbone: str | None, examp
             "sequential_s": interval95(cost["sequential"]),
             "first_trial_start_s": interval95(start_up["ray+mlflow"]),
             "ray_per_trial_s": interval95(ray_part), "mlflow_per_trial_s": interval95(mlflow_part),
-            "overhead_per_trial_s": interval95(total), "loadavg": Path("/proc/loadavg").read_text().strip()}
+            "overhead_per_trial_s": interval95(total), "loadavg": load_average()}
 
 
 def _fit(runner, spec, out: Path, fn, times: Path, n: int) -> tuple[float, float, float]:

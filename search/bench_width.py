@@ -31,6 +31,7 @@ from pathlib import Path
 import yaml
 
 from tracking.servers import MlflowServer, Postgres, free_port, stop_group, wait_for
+from trainers.machine import load_average
 
 
 def _timed_snapshots(stats: Path) -> None:
@@ -205,7 +206,7 @@ def run_width(*, trials: int, workers: int, data_dir: str, backbone: str | None,
             "run": {"driver_cpu_s": cpu1, "wall_s": wall1, "results": killed["results"], "snapshots": snaps[0]},
             "resume": {"driver_cpu_s": cpu2, "wall_s": wall2, "results": final["results"] - killed["results"],
                        "snapshots": snaps[1]},
-            "killed_at": killed, "final": final, "loadavg": Path("/proc/loadavg").read_text().strip()}
+            "killed_at": killed, "final": final, "loadavg": load_average()}
 
 
 def table(r: dict) -> str:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from tracking.analysis import evp_curves
+from trainers.machine import load_average
 
 
 @dataclass(frozen=True)
@@ -80,5 +81,4 @@ def scaling_table(rows: list[ScalingRow]) -> str:
              "|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {r.case} | {r.trials:,} | {r.groups:,} | {r.points:,} | {r.seconds:.2f} | {r.peak_mb:.0f} |"
               for r in rows]
-    load = " ".join(open("/proc/loadavg").read().split()[:3]) if os.path.exists("/proc/loadavg") else "n/a"
-    return "\n".join(lines + [f"(machine: {os.cpu_count()} CPUs, load average {load} at the end)"])
+    return "\n".join(lines + [f"(machine: {os.cpu_count()} CPUs, load average {load_average()} at the end)"])

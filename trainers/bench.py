@@ -25,6 +25,8 @@ from typing import Any, Iterator
 import torch
 import torch.nn as nn
 
+from trainers.machine import load_average
+
 DEFAULT_BACKBONE = "sentence-transformers/all-MiniLM-L6-v2"
 # Rows beyond each method at its defaults: the papers' speed comparisons (AoT unfused vs fused
 # vs long-prefix P-Tuning v2; DePT m=20 vs prompt tuning l=100 at equal trainable parameters).
@@ -239,11 +241,7 @@ def format_methods_row(r: dict[str, Any], ref: dict[str, Any]) -> str:
 
 
 def load_line() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return "load average " + " ".join(f.read().split()[:3])
-    except OSError:
-        return "load average unknown"
+    return "load average " + load_average()
 
 
 # ---- convergence ---------------------------------------------------------------------------------
