@@ -454,7 +454,8 @@ def methods(backbone: str) -> None:
 @click.option("--warmup", default=1, show_default=True)
 @click.option("--method", "only", multiple=True, help="METHOD or METHOD:key=value,... (repeatable) [default: all + paper variants]")
 @click.option("--device", default=None, help="cpu or cuda [default: cuda when available]")
-def bench_methods_cmd(backbone, route, batch, seq_len, repeats, warmup, only, device) -> None:
+@click.option("--no-train", is_flag=True, help="Time inference only (a CPU training step at batch 256 takes minutes).")
+def bench_methods_cmd(backbone, route, batch, seq_len, repeats, warmup, only, device, no_train) -> None:
     """Every method's time and memory relative to finetune, measured interleaved in one process."""
     import torch
 
@@ -462,7 +463,7 @@ def bench_methods_cmd(backbone, route, batch, seq_len, repeats, warmup, only, de
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     print_methods_table(only, backbone=backbone, route=route, batch=batch, seq_len=seq_len, repeats=repeats,
-                        warmup=warmup, device=device, echo=click.echo)
+                        warmup=warmup, device=device, echo=click.echo, train_rounds=not no_train)
 
 
 @bench.command("aot-precision")

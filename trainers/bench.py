@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -203,15 +204,20 @@ def _ratio(times: list[float], ref: list[float]) -> tuple[float, float, float]:
 
 
 def bench_methods(variants: list[Variant], *, backbone: str, batch: int, seq_len: int, warmup: int,
-                  repeats: int, device: str, route: str = "auto", progress=lambda s: None) -> list[dict[str, Any]]:
+                  repeats: int, device: str, route: str = "auto", train_rounds: bool = True,
+                  progress=lambda s: None) -> list[dict[str, Any]]:
     """All variants in one process, measured round by round (training steps, then, after
     ``fuse``, inference). The first variant is the reference (finetune). Peak memory is profiled
-    apart from the timed calls, one variant at a time."""
+    apart from the timed calls, one variant at a time. ``train_rounds=False`` measures inference
+    only (training columns NaN): at the AoT paper's batch of 256 a CPU training step is minutes."""
     setups = [_build(v, backbone=backbone, route=route, batch=batch, seq_len=seq_len, device=device) for v in variants]
     for s in setups:
         s.model.train()
-    train_peak = [_peak(s.step, device=device, resident=(s.model, s.optimizer, s.inputs)) for s in setups]
-    train = _rounds(setups, "step", warmup=warmup, repeats=repeats, device=device, progress=progress)
+    if train_rounds:
+        train_peak = [_peak(s.step, device=device, resident=(s.model, s.optimizer, s.inputs)) for s in setups]
+        train = _rounds(setups, "step", warmup=warmup, repeats=repeats, device=device, progress=progress)
+    else:
+        train_peak, train = [math.nan] * len(setups), [[math.nan] * repeats for _ in setups]
     for s in setups:
         s.model.eval()
         if s.variant.fuse:
@@ -232,11 +238,12 @@ METHODS_HEADER = ("| method | trainable params | inference ms | vs finetune (med
 
 def format_methods_row(r: dict[str, Any], ref: dict[str, Any]) -> str:
     """One row; ``ref`` is finetune's row (the plain model)."""
-    mb = lambda b: f"{b / 2**20:.0f}"  # noqa: E731
-    ratio = lambda a, b: f"{a / b:.2f}x" if b > 0 else "n/a"  # noqa: E731
-    spread = lambda q: f"{q[0]:.3f}x [{q[1]:.3f}, {q[2]:.3f}]"  # noqa: E731
+    mb = lambda b: f"{b / 2**20:.0f}" if b == b else "n/a"  # noqa: E731
+    ratio = lambda a, b: f"{a / b:.2f}x" if b > 0 and a == a else "n/a"  # noqa: E731
+    ms = lambda t: f"{t * 1e3:.1f}" if t == t else "n/a"  # noqa: E731
+    spread = lambda q: f"{q[0]:.3f}x [{q[1]:.3f}, {q[2]:.3f}]" if q[0] == q[0] else "n/a"  # noqa: E731
     return (f"| {r['method']} | {r['trainable_params']} | {r['infer_s'] * 1e3:.1f} | {spread(r['infer_ratio'])} "
-            f"| {mb(r['infer_peak'])} | {ratio(r['infer_peak'], ref['infer_peak'])} | {r['train_s'] * 1e3:.1f} "
+            f"| {mb(r['infer_peak'])} | {ratio(r['infer_peak'], ref['infer_peak'])} | {ms(r['train_s'])} "
             f"| {spread(r['train_ratio'])} | {mb(r['train_peak'])} | {ratio(r['train_peak'], ref['train_peak'])} |")
 
 
@@ -350,14 +357,14 @@ def methods_variants(only) -> list[Variant]:
 
 
 def print_methods_table(only, *, backbone: str, route: str, batch: int, seq_len: int, repeats: int, warmup: int,
-                        device: str, echo) -> list[dict[str, Any]]:
+                        device: str, echo, train_rounds: bool = True) -> list[dict[str, Any]]:
     import sys
 
     variants = methods_variants(only)
     echo(f"backbone {backbone} (route {route}), batch {batch}, sequence length {seq_len}, device {device}, "
          f"{repeats} interleaved rounds after {warmup} warm-up; {load_line()} before")
     rows = bench_methods(variants, backbone=backbone, route=route, batch=batch, seq_len=seq_len, warmup=warmup,
-                         repeats=repeats, device=device, progress=lambda s: print(s, file=sys.stderr, flush=True))
+                         repeats=repeats, device=device, train_rounds=train_rounds, progress=lambda s: print(s, file=sys.stderr, flush=True))
     echo(METHODS_HEADER)
     for row in rows:
         echo(format_methods_row(row, rows[0]))
@@ -379,6 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("--warmup", type=int, default=1)
     m.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     m.add_argument("--method", action="append", default=[])
+    m.add_argument("--no-train", action="store_true", help="time inference only")
     mk = sub.add_parser("make-backbone")
     mk.add_argument("--preset", required=True)
     mk.add_argument("--out", required=True)
@@ -390,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
         print(build_preset(a.preset, a.out, data_dir=a.data_dir))
         return
     print_methods_table(a.method, backbone=a.backbone, route=a.route, batch=a.batch, seq_len=a.seq_len,
-                        repeats=a.repeats, warmup=a.warmup, device=a.device, echo=print)
+                        repeats=a.repeats, warmup=a.warmup, device=a.device, echo=print, train_rounds=not a.no_train)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,17 @@ def test_bench_methods_prints_a_row_per_method_relative_to_finetune(tmp_path, da
     assert all(p > 0 for p in peaks)
 
 
+def test_bench_methods_no_train_times_inference_only(tmp_path, data_dir):
+    path = build_tiny_backbone("bert", tmp_path / "bert", glue_texts(data_dir, limit=400))
+    out = CliRunner().invoke(main, ["bench", "methods", "--backbone", path, "--batch", "2", "--seq-len", "16",
+                                    "--repeats", "2", "--device", "cpu", "--method", "aot_fc", "--no-train"])
+    assert out.exit_code == 0, out.output
+    rows = [line.split(" | ") for line in out.output.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r[0].strip("| ") for r in rows] == ["finetune", "aot_fc"]
+    for r in rows:
+        assert float(r[2]) > 0 and r[6:9] == ["n/a", "n/a", "n/a"]  # inference timed, training not
+
+
 def test_cpu_peak_is_the_allocators_high_water_mark():
     """4 MiB alive while 8 MiB more is allocated, then both freed: the peak is 12 MiB, not the
     16 MiB allocated in all nor the 0 MiB left at the end."""

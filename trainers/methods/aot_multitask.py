@@ -19,6 +19,7 @@ import torch.nn as nn
 from torch.func import functional_call
 
 from trainers.backbone import Backbone, load_backbone
+from trainers.methods.aot import RowAdder
 from trainers.methods.layers import LayerInputEditor, edit_blocks
 
 FUSED = "edit.fused."
@@ -54,9 +55,10 @@ class StackedTables(nn.Module):
         self.vocab = vocab
         self.layers = nn.ParameterList([nn.Parameter(torch.cat(tables), requires_grad=False)
                                         for tables in zip(*per_task)])
+        self.add_rows = RowAdder()
 
     def forward(self, layer: int, keys: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden + nn.functional.embedding(keys, self.layers[layer])
+        return self.add_rows(self.layers[layer], keys, hidden)
 
 
 class MultiTaskAoT(nn.Module):
