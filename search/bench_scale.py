@@ -335,7 +335,7 @@ def _outage(server, db_uri: str, parent: str, rows: int, seconds: float, window:
 
 
 def run_scale(loads: list[Load], *, data_dir: str, backbone: str | None = None, server_workers: int = 2,
-              outage_s: float = 0.0, echo=print) -> list[ScaleResult]:
+              outage_s: float = 0.0, gunicorn: bool = False, echo=print) -> list[ScaleResult]:
     """Start PostgreSQL and an MLflow server on loopback, record a real trial, play each load."""
     from search.bench_search import tiny_backbone
     from tracking.servers import MlflowServer, Postgres
@@ -346,7 +346,7 @@ def run_scale(loads: list[Load], *, data_dir: str, backbone: str | None = None, 
         pg = Postgres()
         server = None
         try:
-            server = MlflowServer(pg.uri, workers=server_workers)
+            server = MlflowServer(pg.uri, workers=server_workers, gunicorn=gunicorn)
             results = []
             for k, load in enumerate(loads):
                 echo(f"playing {load.trials} trials x {load.evals} evaluations, every {load.interval:g}s, "
@@ -360,13 +360,14 @@ def run_scale(loads: list[Load], *, data_dir: str, backbone: str | None = None, 
             pg.stop()
 
 
-HEADER = ("| trials | logging | reports | results/s | p50 ms | p99 ms | server CPU | PostgreSQL CPU | lost | duplicated"
-          " | unfinished | wall s | load average |\n"
-          "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+HEADER = ("| trials | logging | reports | results/s | p50 ms | p99 ms | server CPU | server CPU ms per report"
+          " | PostgreSQL CPU | lost | duplicated | unfinished | wall s | load average |\n"
+          "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 
 
 def row(r: ScaleResult) -> str:
     c = r.counted
     return (f"| {r.load.trials} | {'async' if r.load.asynchronous else 'sync'} | {r.reports} | {r.per_second:.0f} "
-            f"| {r.p50_s * 1e3:.0f} | {r.p99_s * 1e3:.0f} | {r.server_cores:.2f} | {r.postgres_cores:.2f} | {c.lost} "
+            f"| {r.p50_s * 1e3:.0f} | {r.p99_s * 1e3:.0f} | {r.server_cores:.2f} "
+            f"| {r.server_cores * r.wall_s / r.reports * 1e3 if r.reports else math.nan:.1f} | {r.postgres_cores:.2f} | {c.lost} "
             f"| {c.duplicated} | {c.unfinished} | {r.wall_s:.0f} | {' '.join(r.loadavg.split()[:3])} |")

@@ -565,18 +565,22 @@ def bench_search(trials: int, rounds: int, examples: int, data_dir: str, backbon
 @click.option("--logging", "modes", type=click.Choice(["async", "sync"]), multiple=True,
               help="Logging path (repeatable) [default: sync, then async].")
 @click.option("--server-workers", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--server", "sgi", default="uvicorn", show_default=True, type=click.Choice(["uvicorn", "gunicorn"]),
+              help="How mlflow server serves: its FastAPI app under uvicorn (MLflow 3's default), or its Flask "
+                   "app under gunicorn (--gunicorn-opts).")
 @click.option("--outage-s", default=0.0, show_default=True, type=click.FloatRange(min=0),
               help="Stop the MLflow server this long, half-way through each load.")
 @click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
 @click.option("--backbone", help="A local model directory for the recorded trial [default: a tiny config-built BERT].")
-def bench_scale(sizes, evals, interval, procs, modes, server_workers, outage_s, data_dir, backbone) -> None:
+def bench_scale(sizes, evals, interval, procs, modes, server_workers, sgi, outage_s, data_dir, backbone) -> None:
     """N simulated trials logging at once to an MLflow server on PostgreSQL, counted in PostgreSQL."""
     from search.bench_scale import HEADER, Load, row, run_scale
 
     loads = [Load(n, evals, interval, procs, mode == "async") for n in sizes or (100, 300, 1000)
              for mode in modes or ("sync", "async")]
     results = run_scale(loads, data_dir=str(Path(data_dir).resolve()), backbone=backbone,
-                        server_workers=server_workers, outage_s=outage_s, echo=lambda s: click.echo(s, err=True))
+                        server_workers=server_workers, outage_s=outage_s, gunicorn=sgi == "gunicorn",
+                        echo=lambda s: click.echo(s, err=True))
     click.echo(HEADER)
     for r in results:
         click.echo(row(r))

@@ -97,8 +97,9 @@ SERVER_POOL = {"MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "40", "MLFLOW_SQLALCHEMYSTORE
 class MlflowServer:
     """``mlflow server`` on a backend store, in its own process group; ``restart`` keeps its port."""
 
-    def __init__(self, backend_uri: str, *, workers: int = 1, port: int | None = None) -> None:
+    def __init__(self, backend_uri: str, *, workers: int = 1, port: int | None = None, gunicorn: bool = False) -> None:
         self.backend_uri, self.workers, self.port = backend_uri, workers, port or free_port()
+        self.gunicorn = gunicorn  # MLflow's Flask app under gunicorn, not its FastAPI app under uvicorn
         self.artifacts = Path(tempfile.mkdtemp(prefix="mlflow-artifacts-"))
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -110,7 +111,8 @@ class MlflowServer:
         mlflow = str(Path(sys.executable).parent / "mlflow")
         self.proc = subprocess.Popen([mlflow, "server", "--backend-store-uri", self.backend_uri, "--host", "127.0.0.1",
                                       "--port", str(self.port), "--workers", str(self.workers),
-                                      "--artifacts-destination", str(self.artifacts)],
+                                      "--artifacts-destination", str(self.artifacts),
+                                      *(["--gunicorn-opts", ""] if self.gunicorn else [])],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                                      # MLflow 3's job runner (7 huey consumers, for GenAI jobs) costs
                                      # over half a core here while idle; the tracking path needs none.

@@ -45,6 +45,20 @@ def test_a_clean_load_counts_exactly(recording, servers):
     assert r.p50_s > 0 and r.per_second > 0
 
 
+def test_mlflow_s_flask_app_under_gunicorn_counts_exactly_too(recording, servers):
+    _, pg = servers
+    server = MlflowServer(pg.uri, workers=1, gunicorn=True)
+    try:
+        import psutil
+
+        names = " ".join(" ".join(c.cmdline()) for c in psutil.Process(server.proc.pid).children(recursive=True))
+        assert "gunicorn" in names and "uvicorn" not in names  # the server really is the other one
+        r = play(Load(trials=4, evals=3, interval=0.2, procs=2), recording, server=server, pg=pg, name="gunicorn")
+    finally:
+        server.close()
+    assert r.errors == [] and r.counted.problems == [] and r.counted.ok and r.counted.runs == 4
+
+
 def test_the_count_check_fails_when_a_report_is_dropped_or_duplicated(recording, servers):
     server, pg = servers
     per_eval = sum(1 for v in recording.eval(1)[1].values() if v == v)  # that report's non-NaN metrics
