@@ -106,6 +106,7 @@ def _report(console, uri: str, search) -> None:
     """Run a search; print what it did and wrote; exit with a status that says how it ended."""
     from search.runner import DriverStopped
     from search.uris import mask
+    from tracking.provenance import training_runs_path
 
     try:
         result = search()
@@ -117,7 +118,7 @@ def _report(console, uri: str, search) -> None:
     for f in result.outputs:
         console.print(f"  wrote {f}")
     served = uri.startswith(("http://", "https://"))  # an MLflow server: its UI is already up
-    view = f"#/experiments/{result.experiment_id}/runs?workflowType=machine_learning"  # the training-runs view
+    view = training_runs_path(result.experiment_id)  # MLflow 3's UI opens on GenAI otherwise, whatever the kind tag
     console.print(f"MLflow UI: {mask(uri).rstrip('/')}/{view}" if served else
                   f"MLflow UI: mlflow ui --backend-store-uri {mask(uri)}, then open http://127.0.0.1:5000/{view}")
     if result.errors:
