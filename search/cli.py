@@ -106,6 +106,7 @@ def _report(console, uri: str, search) -> None:
     """Run a search; print what it did and wrote; exit with a status that says how it ended."""
     from search.runner import DriverStopped
     from search.uris import mask
+    from tracking.provenance import training_runs_path
 
     try:
         result = search()
@@ -117,7 +118,7 @@ def _report(console, uri: str, search) -> None:
     for f in result.outputs:
         console.print(f"  wrote {f}")
     served = uri.startswith(("http://", "https://"))  # an MLflow server: its UI is already up
-    view = f"#/experiments/{result.experiment_id}/runs?workflowType=machine_learning"  # the training-runs view
+    view = training_runs_path(result.experiment_id)  # MLflow 3's UI opens on GenAI otherwise, whatever the kind tag
     console.print(f"MLflow UI: {mask(uri).rstrip('/')}/{view}" if served else
                   f"MLflow UI: mlflow ui --backend-store-uri {mask(uri)}, then open http://127.0.0.1:5000/{view}")
     if result.errors:
@@ -256,6 +257,30 @@ def _selection(experiments, tasks, methods, backbones, tags, group_by):
                      tuple(parse_tag_filter(t) for t in tags), tuple(group_by))
 
 
+class _MaxK(click.ParamType):
+    """--max-k: a whole number, at least 1. A bad value raises ValueError, which the group turns
+    into the one-line ``peftsearch: error: --max-k: ...`` (exit 2) while the command line is still
+    being parsed, before anything is read or written."""
+    name = "integer"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) and not isinstance(value, bool):
+            k = value
+        else:
+            try:
+                k = int(str(value).strip())
+            except ValueError:
+                k = None
+        if k is None or k < 1:
+            raise ValueError(f"--max-k: must be a whole number of at least 1, got {value}")
+        return k
+
+
+def _max_k_option(help: str):
+    """evp's, compare's and report's --max-k: one spelling, one check (_MaxK)."""
+    return click.option("--max-k", type=_MaxK(), help=help)
+
+
 @main.command()
 @_analysis_options
 @click.option("--unit", type=click.Choice(["trial", "assignment"]), default="trial", show_default=True,
@@ -267,8 +292,7 @@ def _selection(experiments, tasks, methods, backbones, tags, group_by):
 @click.option("--bootstrap", type=click.IntRange(min=0), default=0, show_default=True,
               help="Resamples for a bootstrap confidence interval (0: shade ± std instead).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap resampling.")
-@click.option("--max-k", type=click.IntRange(min=1), help="Largest budget k [default: N; unbiased: at most N]; "
-              "k = 1..300, then log-spaced.")
+@_max_k_option("Largest budget k [default: N; unbiased: at most N]; k = 1..300, then log-spaced.")
 @click.option("--format", "formats", type=click.Choice(["csv", "json", "png", "svg"]), multiple=True,
               help="Files to write (repeatable) [default: all].")
 def evp(tracking_uri, experiments, out, tasks, methods, backbones, tags, group_by, score, log_to_parent,
@@ -334,8 +358,8 @@ def _budget_option(f):
 @click.option("--estimator", type=click.Choice(["with-replacement", "unbiased"]), default="with-replacement",
               show_default=True)
 @_budget_option
-@click.option("--max-k", type=click.IntRange(min=1), help="Largest budget compared [default: the smaller N; "
-              "under a compute budget, where one method has max_k draws, default N / 4].")
+@_max_k_option("Largest budget compared [default: the smaller N; under a compute budget, where one method has "
+               "max_k draws, default N / 4].")
 @click.option("--bootstrap", type=click.IntRange(min=10), default=1000, show_default=True,
               help="Bootstrap resamples for P(A > B) at each budget.")
 @click.option("--level", type=click.FloatRange(0.5, 1, min_open=True, max_open=True), default=0.95, show_default=True,
@@ -369,19 +393,21 @@ def compare(tracking_uri, experiments, out, tasks, methods, backbones, tags, gro
 @_analysis_options
 @click.option("--baseline", help="Compare every method against this one [default: every pair].")
 @_budget_option
+@_max_k_option("Largest budget of the EVP panels (as evp --max-k) and of the comparisons (as compare --max-k) "
+               "[default: N, and compare's default]; k = 1..300, then log-spaced.")
 def report(tracking_uri, experiments, out, tasks, methods, backbones, tags, group_by, score, log_to_parent,
-           baseline, budget) -> None:
+           baseline, budget, max_k) -> None:
     """report.html (self-contained: summary, EVP, comparisons, Pareto view, fairness audit), with
-    pareto.csv/.png/.svg beside it. --budget is compare's: the comparisons' budget and the EVP
-    panels' x axis."""
+    pareto.csv/.png/.svg beside it. --budget and --max-k are compare's: the comparisons' budget and
+    the EVP panels' x axis, and where both stop."""
     from tracking.compare import CompareOptions
     from tracking.html_report import write_report
     from tracking.pareto import pareto_points, write_pareto
     from tracking.store import load_trials
 
     sel = _selection(experiments, tasks, methods, backbones, tags, group_by)
-    files = write_report(tracking_uri, sel, out, score=score, compare_options=CompareOptions(score=score, baseline=baseline, budget=budget),
-                         log_to_parent=log_to_parent)
+    options = CompareOptions(score=score, baseline=baseline, budget=budget, max_k=max_k)
+    files = write_report(tracking_uri, sel, out, score=score, compare_options=options, log_to_parent=log_to_parent)
     files += write_pareto(pareto_points(load_trials(tracking_uri, sel), score=score), out)
     for f in files:
         click.echo(f"wrote {f}")

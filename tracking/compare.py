@@ -25,6 +25,7 @@ from tracking.analysis import Budget, Score, Unit, samples, summarize, with_scor
 from tracking.evp import CITATIONS, Estimator, budget_ticks, expected_max, resampled_means
 from tracking.fairness import Finding, audit
 from tracking.significance import aso, holm, median_test, seeds_for_power
+from tracking.words import count, noun
 
 ARM = ["method", "backbone"]
 
@@ -120,7 +121,8 @@ def compare(trials: pd.DataFrame, options: CompareOptions | None = None, *, note
     return Comparison(out, budgets, findings, o, note)
 
 
-BUDGET_UNITS = {"seconds": "seconds", "gpu-hours": "GPU-hours"}
+BUDGET_NOUNS = {"seconds": "second", "gpu-hours": "GPU-hour"}     # one of each; words.count pluralises
+BUDGET_UNITS = {b: noun(w, 2) for b, w in BUDGET_NOUNS.items()}   # the unit as a label: "seconds"
 
 
 def budget_columns(o: CompareOptions) -> list[str]:
@@ -255,43 +257,51 @@ def _ranges(ks: np.ndarray, ok: np.ndarray, show=budget_label) -> str:
 def sentence(r, o: CompareOptions) -> str:
     """One sentence per pair that a paper could quote."""
     cost = o.budget != "assignments"
-    unit = BUDGET_UNITS[o.budget] if cost else {"trial": "trials", "assignment": "assignments"}[o.unit]
-    at = (lambda k: f"{budget_label(k)} {unit}") if cost else (lambda k: f"k = {k}")  # noqa: E731
-    up_to = (lambda: f"up to {r.k_max} {unit}") if not cost else (  # noqa: E731
-        lambda: f"from {budget_label(r.k_min)} to {budget_label(r.k_max)} {unit}"
-        if budget_label(r.k_max) != budget_label(r.k_min) else f"of {budget_label(r.k_max)} {unit}, the only one compared")
+    unit = BUDGET_NOUNS[o.budget] if cost else o.unit  # singular: count() makes "1 trial", "3 trials"
     num = budget_label if cost else str
+    at = (lambda k: count(budget_label(k), unit)) if cost else (lambda k: f"k = {k}")  # noqa: E731
+    up_to = (lambda: f"up to {count(r.k_max, unit)}") if not cost else (  # noqa: E731
+        lambda: f"from {budget_label(r.k_min)} to {count(budget_label(r.k_max), unit)}"
+        if budget_label(r.k_max) != budget_label(r.k_min) else f"of {count(budget_label(r.k_max), unit)}, the only one compared")
     task = r.task.upper()
     seeds = r.seeds_a if r.seeds_a == r.seeds_b else f"{r.seeds_a}/{r.seeds_b}"
-    aso_part = f"ASO ε_min = {r.aso_eps_a_over_b:.2f} over {seeds} seeds"
+    aso_part = f"ASO ε_min = {r.aso_eps_a_over_b:.2f} over {count(seeds, 'seed')}"
     sig = (f"seed-median difference {100 * r.diff:+.1f} points, p = {r.p_holm:.2g} Holm-adjusted"
-           + ("" if r.significant else (f", {r.seeds_for_80_power} seeds would give 80% power"
+           + ("" if r.significant else (f", {count(r.seeds_for_80_power, 'seed')} would give 80% power"
                                         if pd.notna(r.seeds_for_80_power) else ", 80% power not reached with 50 seeds")))
     if pd.notna(r.a_wins_from_k):
         first = r.k_min if cost else 1
-        budget = (f"at every budget ≥ {num(r.a_wins_from_k)} {unit}" if r.a_wins_from_k > first
+        budget = (f"at every budget ≥ {count(num(r.a_wins_from_k), unit)}" if r.a_wins_from_k > first
                   else f"at every budget {up_to()}")
         head = f"{r.a} beats {r.b} on {task} {budget} (P ≥ {_floor(r.p_min_a_wins)}; {aso_part})"
     elif pd.notna(r.b_wins_from_k):
-        head = (f"{r.b} beats {r.a} on {task} at every budget ≥ {num(r.b_wins_from_k)} {unit} "
+        head = (f"{r.b} beats {r.a} on {task} at every budget ≥ {count(num(r.b_wins_from_k), unit)} "
                 f"(P ≥ {_floor(1 - r.p_max_b_wins)}), "
                 f"though {r.a} has the higher seed-median ({aso_part})")
     elif r.a_wins_at:
-        head = f"{r.a} beats {r.b} on {task} only at budgets of {r.a_wins_at.replace(';', ', ')} {unit} ({aso_part})"
+        head = f"{r.a} beats {r.b} on {task} only at {_budgets(r.a_wins_at, unit)} ({aso_part})"
     elif r.b_wins_at:  # B wins somewhere, not up to the largest budget: a cheaper B at small budgets,
         # or, over a count, a B ahead in the middle whose lead the top few order statistics cannot show
-        head = f"{r.b} beats {r.a} on {task} only at budgets of {r.b_wins_at.replace(';', ', ')} {unit} ({aso_part})"
+        head = f"{r.b} beats {r.a} on {task} only at {_budgets(r.b_wins_at, unit)} ({aso_part})"
     else:
         head = (f"{r.a} and {r.b} are not separated on {task} at any budget {up_to()} "
                 f"(P(A > B) = {r.p_at_k_max:.2f} at {at(r.k_max)}; {aso_part})")
     cross = ""
     if r.crossing_k:
-        cross = f"; the EVP curves cross at {r.crossing_k.replace(';', ', ')} {unit}" if cost else (
+        cross = f"; the EVP curves cross at {count(r.crossing_k.replace(';', ', '), unit)}" if cost else (
             f"; the EVP curves cross at k = {r.crossing_k.replace(';', ', ')}")
-    costs = (f"; one {o.unit} costs {budget_label(r.cost_a)} vs {budget_label(r.cost_b)} {unit} on average"
+    costs = (f"; one {o.unit} costs {budget_label(r.cost_a)} vs {count(budget_label(r.cost_b), unit)} on average"
              if cost else "")
-    fair = f"; {r.fairness_findings} fairness warning(s)" if r.fairness_findings else ""
+    fair = f"; {count(r.fairness_findings, 'fairness warning')}" if r.fairness_findings else ""
     return f"{head}; {sig}{cross}{_other_wins(r, unit)}{costs}{fair}."
+
+
+def _budgets(where: str, unit: str) -> str:
+    """The budgets of a ``_ranges`` string, in words: "a budget of 1 trial", "budgets of 2–16, 40
+    trials"."""
+    listed = where.replace(";", ", ")
+    one = ";" not in where and "–" not in where
+    return f"{'a budget' if one else 'budgets'} of {count(listed, unit)}"
 
 
 def _other_wins(r, unit: str) -> str:
@@ -301,7 +311,7 @@ def _other_wins(r, unit: str) -> str:
     winner, loser, where = (r.b, r.a, r.b_wins_at) if a_leads else (r.a, r.b, r.a_wins_at)
     if not where or not (a_leads or pd.notna(r.b_wins_from_k)):
         return ""
-    return f"; {winner} beats {loser} at budgets of {where.replace(';', ', ')} {unit}"
+    return f"; {winner} beats {loser} at {_budgets(where, unit)}"
 
 
 def _floor(p: float) -> str:

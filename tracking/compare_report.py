@@ -14,6 +14,7 @@ import pandas as pd
 from tracking.compare import BUDGET_UNITS, CompareOptions, Comparison, budget_columns, budget_label, compare, estimator_label
 from tracking.fairness import enforce, with_setup
 from tracking.store import Selection, load_trials
+from tracking.words import count
 
 COMPARE_FORMATS = ("md", "tex", "csv", "json", "png", "svg")
 TABLE_COLUMNS = [("task", "Task"), ("a", "A"), ("b", "B"), ("median_a", "median A"), ("median_b", "median B"),
@@ -68,21 +69,22 @@ def _cell(r: dict, key: str, o: CompareOptions) -> str:
 
 def _budget_settings(o: CompareOptions) -> str:
     if o.budget == "assignments":
-        return (f"Over budgets: {estimator_label(o)}, one sample per {o.unit}, P(A > B) from {o.resamples} bootstrap "
-                f"resamples; a method wins at a budget where P ≥ {o.level} and a permutation test over all budgets "
-                f"at once (max-statistic, {o.resamples} relabellings) rejects at {o.alpha / 2:.3g}.")
+        return (f"Over budgets: {estimator_label(o)}, one sample per {o.unit}, P(A > B) from "
+                f"{count(o.resamples, 'bootstrap resample')}; a method wins at a budget where P ≥ {o.level} and a "
+                f"permutation test over all budgets at once (max-statistic, {count(o.resamples, 'relabelling')}) "
+                f"rejects at {o.alpha / 2:.3g}.")
     cost = "wall seconds × GPUs / 3600" if o.budget == "gpu-hours" else "wall seconds"
     return (f"Over budgets in {BUDGET_UNITS[o.budget]} ({cost} per {o.unit}, from the runs): at a budget b each method "
             f"gets b / its mean cost draws, {estimator_label(o)} at that real number of draws; P(A > B) from "
-            f"{o.resamples} bootstrap resamples of each method's (score, cost) pairs; a method wins at a budget where "
-            f"P ≥ {o.level} and a bootstrap-t simultaneous band over all the budgets at once (sup-t, "
+            f"{count(o.resamples, 'bootstrap resample')} of each method's (score, cost) pairs; a method wins at a "
+            f"budget where P ≥ {o.level} and a bootstrap-t simultaneous band over all the budgets at once (sup-t, "
             f"jackknife-studentised, re-centred at the observed difference) excludes 0 at α = {o.alpha}.")
 
 
 def _settings(c: Comparison) -> str:
     o = c.options
     return (f"Over seeds: each method's best assignment; permutation test of the median difference, Holm-adjusted "
-            f"over {len(c.pairs)} comparison(s) at α = {o.alpha}; ASO (Dror et al. 2019) at confidence {o.level}, "
+            f"over {count(len(c.pairs), 'comparison')} at α = {o.alpha}; ASO (Dror et al. 2019) at confidence {o.level}, "
             f"Bonferroni over the comparisons. {_budget_settings(o)}"
             + (f" {c.note}" if c.note else ""))
 

@@ -14,6 +14,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from tracking.runs import tag
+from tracking.words import count
 
 PARAMS = ("training.max_epochs", "training.patience", "training.max_train_examples", "training.max_eval_examples",
           "training.max_length", "training.batch_size")
@@ -106,4 +107,4 @@ def _label(arm: tuple) -> str:
 
 def enforce(findings: list[Finding], strict: bool) -> None:
     if strict and findings:
-        raise UnfairComparison(f"--strict: {len(findings)} fairness finding(s); first: {findings[0].line()}")
+        raise UnfairComparison(f"--strict: {count(len(findings), 'fairness finding')}; first: {findings[0].line()}")

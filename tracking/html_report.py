@@ -55,23 +55,32 @@ def _pareto_columns(points: pd.DataFrame) -> pd.DataFrame:
     return p[keep]
 
 
+def analyses(trials: pd.DataFrame, o, *, score: Score = "selection", note: str | None = None):
+    """What the page draws: the EVP curves of its panels, each up to ``o.max_k`` as ``evp
+    --max-k`` (default N), and the comparison (None with one method per task), whose budgets stop
+    at ``o.max_k`` as ``compare --max-k``. A budget the runs cannot give (GPU-hours of CPU trials)
+    raises here, before anything is drawn."""
+    from tracking.compare import compare
+    from tracking.report import check_budget
+
+    curves = evp_curves(trials, score=score, max_k=o.max_k)
+    check_budget(curves, o.budget, len(trials))
+    several = trials.groupby("task")["method"].nunique().max() > 1
+    return curves, (compare(trials, o, note=note) if several else None)
+
+
 def build(trials: pd.DataFrame, title: str, *, score: Score = "selection", compare_options=None) -> str:
-    """The page. ``compare_options.budget`` (as ``compare --budget``) sets the budget of the
-    comparisons and the x axis of the EVP panels (as ``evp --budget``); a budget the runs cannot
-    give (GPU-hours of CPU trials) raises before anything is drawn."""
-    from tracking.compare import CompareOptions, compare
+    """The page. ``compare_options`` are compare's: ``budget`` sets the budget of the comparisons
+    and the x axis of the EVP panels (as ``evp --budget``), ``max_k`` where both stop."""
+    from tracking.compare import CompareOptions
     from tracking.compare_report import _settings, fairness_lines, plot_p_beats
     from tracking.pareto import pareto_points, plot_pareto
     from tracking.plots import plot_evp
-    from tracking.report import check_budget
 
     o = compare_options or CompareOptions(score=score)
     note = iid_note(trials)
     summary = summarize(trials, score=score)
-    curves = evp_curves(trials, score=score)
-    check_budget(curves, o.budget, len(trials))
-    several = trials.groupby("task")["method"].nunique().max() > 1
-    c = compare(trials, o, note=note) if several else None
+    curves, c = analyses(trials, o, score=score, note=note)
     parts = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(SCORE_LABELS[score])}.</p>"]
     if note:
         parts.append(f"<p class='warn'>{html.escape(note)}</p>")

@@ -16,11 +16,22 @@ from functools import lru_cache
 from pathlib import Path
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
-# MLflow 3's web app maps this kind (and "finetuning") to its "Model training" view, genai_development
-# to the GenAI one. Checked in Chromium: 3.17's app, whose GenAI/training switch is on by default,
-# follows the switch (saved in the browser, or ?workflowType=machine_learning in the URL) instead
-# of the tag; the CLI's UI hint therefore gives the URL with the parameter.
+# The kind MLflow's own experiment-kind selector writes for a training experiment ("Machine
+# learning"; the selector offers it and genai_development). MLflow 3.17's web app does not choose
+# its view from it: useExperimentKind (main.*.js, module 31080) returns the kind of the workflow
+# switch whenever its feature flag is on, and 3.17 hard-codes that flag to true. The switch is the
+# URL's ?workflowType=genai|machine_learning, else the browser's saved choice (localStorage
+# mlflow.workflowType_v1, written by the sidebar's "Model training" toggle), else genai. So a bare
+# #/experiments/ID opens the GenAI overview in a fresh browser whatever this tag says
+# (tests/tracking/test_experiment_view.py), and peftsearch prints training_runs_path's link.
 EXPERIMENT_KIND = "custom_model_development"
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def training_runs_path(experiment_id: str) -> str:
+    """The path, after an MLflow server's URL, of an experiment's training runs table: the
+    workflowType parameter opens MLflow 3's "Model training" view in any browser."""
+    return f"#/experiments/{experiment_id}/runs?{TRAINING_VIEW}"
 PACKAGES = ("torch", "transformers", "peft", "ray", "mlflow", "peftsearch")
 WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "vocab.txt")
 

@@ -170,7 +170,7 @@ def test_fairness_audit_flags_different_epochs_and_strict_refuses(tmp_path):
     assert line in (tmp_path / "out" / "compare.md").read_text()
     assert json.loads((tmp_path / "out" / "compare.json").read_text())["fairness"][0]["field"] == "max_epochs"
     strict = _compare(uri, tmp_path / "strict", "--strict")
-    assert strict.exit_code == 2 and "--strict: 1 fairness finding(s)" in strict.output
+    assert strict.exit_code == 2 and "--strict: 1 fairness finding; first: fairness: rte" in strict.output
     assert not (tmp_path / "strict").exists()  # refused before anything was written
 
 
@@ -218,3 +218,83 @@ def test_compare_over_gpu_hours_needs_gpu_trials(tmp_path):
     r = _compare(uri, tmp_path / "out", "--budget", "gpu-hours")
     assert r.exit_code == 2 and "budget: 'gpu-hours' needs trials that ran on GPUs" in r.output
     assert not (tmp_path / "out").exists()
+
+
+def _row(**kw):
+    """A compare row (Comparison.pairs) as sentence() reads it: nothing won, one seed each."""
+    from types import SimpleNamespace
+
+    base = dict(task="rte", a="lora", b="bitfit", seeds_a=1, seeds_b=1, aso_eps_a_over_b=0.5, diff=0.0, p_holm=1.0,
+                significant=False, seeds_for_80_power=1, fairness_findings=1, k_min=1.0, k_max=1, crossing_k="",
+                a_wins_from_k=None, b_wins_from_k=None, a_wins_at="", b_wins_at="", p_min_a_wins=None,
+                p_max_b_wins=None, p_at_k_max=0.5, cost_a=2.0, cost_b=1.0)
+    return SimpleNamespace(**(base | kw))
+
+
+ONE = r"\b1 (trials|assignments|seconds|GPU-hours|seeds|fairness warnings)\b"
+
+
+@pytest.mark.parametrize("row, options, expected", [
+    (_row(), CompareOptions(),
+     "lora and bitfit are not separated on RTE at any budget up to 1 trial (P(A > B) = 0.50 at k = 1; ASO ε_min = "
+     "0.50 over 1 seed); seed-median difference +0.0 points, p = 1 Holm-adjusted, 1 seed would give 80% power; "
+     "1 fairness warning."),
+    (_row(seeds_b=2, k_max=2, seeds_for_80_power=2, fairness_findings=2), CompareOptions(),
+     "lora and bitfit are not separated on RTE at any budget up to 2 trials (P(A > B) = 0.50 at k = 2; ASO ε_min = "
+     "0.50 over 1/2 seeds); seed-median difference +0.0 points, p = 1 Holm-adjusted, 2 seeds would give 80% power; "
+     "2 fairness warnings."),
+    (_row(k_max=9, a_wins_at="1", fairness_findings=0, significant=True), CompareOptions(unit="assignment"),
+     "lora beats bitfit on RTE only at a budget of 1 assignment (ASO ε_min = 0.50 over 1 seed); seed-median "
+     "difference +0.0 points, p = 1 Holm-adjusted."),
+    (_row(k_max=9, a_wins_at="3–6", b_wins_at="1", fairness_findings=0, significant=True), CompareOptions(),
+     "lora beats bitfit on RTE only at budgets of 3–6 trials (ASO ε_min = 0.50 over 1 seed); seed-median difference "
+     "+0.0 points, p = 1 Holm-adjusted; bitfit beats lora at a budget of 1 trial."),
+    (_row(k_min=0.5, k_max=4.0, a_wins_from_k=1.0, p_min_a_wins=0.97, crossing_k="1", fairness_findings=0,
+          significant=True), CompareOptions(budget="seconds"),
+     "lora beats bitfit on RTE at every budget ≥ 1 second (P ≥ 0.97; ASO ε_min = 0.50 over 1 seed); seed-median "
+     "difference +0.0 points, p = 1 Holm-adjusted; the EVP curves cross at 1 second; one trial costs 2 vs 1 second "
+     "on average."),
+    (_row(k_min=1.0, k_max=1.0, fairness_findings=0, significant=True, cost_b=0.5), CompareOptions(budget="gpu-hours"),
+     "lora and bitfit are not separated on RTE at any budget of 1 GPU-hour, the only one compared (P(A > B) = 0.50 "
+     "at 1 GPU-hour; ASO ε_min = 0.50 over 1 seed); seed-median difference +0.0 points, p = 1 Holm-adjusted; "
+     "one trial costs 2 vs 0.5 GPU-hours on average."),
+    (_row(k_min=0.5, k_max=1.0, b_wins_from_k=0.5, p_max_b_wins=0.01, fairness_findings=0, significant=True,
+          cost_a=1.0, cost_b=0.5), CompareOptions(budget="gpu-hours", unit="assignment"),
+     "bitfit beats lora on RTE at every budget ≥ 0.5 GPU-hours (P ≥ 0.99), though lora has the higher seed-median "
+     "(ASO ε_min = 0.50 over 1 seed); seed-median difference +0.0 points, p = 1 Holm-adjusted; one assignment costs "
+     "1 vs 0.5 GPU-hours on average."),
+])
+def test_sentences_say_1_trial_1_seed_1_second_and_plurals_otherwise(row, options, expected):
+    """Every unit (trials, assignments, seconds, GPU-hours, seeds, fairness warnings) in each
+    sentence template: singular after a 1, plural after anything else."""
+    import re
+
+    from tracking.compare import sentence
+
+    text = sentence(row, options)
+    assert text == expected
+    assert not re.search(ONE, text) and "(s)" not in text
+
+
+def test_compare_of_one_budget_says_1_trial_everywhere(tmp_path):
+    """--max-k 1 on the two-method database: one budget, one comparison; the sentence, the
+    settings and the --strict refusal say "1 trial", "1 comparison", "1 fairness finding"."""
+    import re
+
+    uri = _db(tmp_path, {"bitfit": 3, "lora": 3})
+    r = _compare(uri, tmp_path / "out", "--max-k", "1", "--format", "json", "--format", "md")
+    assert r.exit_code == 0, r.output
+    (pair,) = json.loads((tmp_path / "out" / "compare.json").read_text())["pairs"]
+    assert pair["k_max"] == 1 and "at every budget up to 1 trial (" in pair["sentence"]
+    md = (tmp_path / "out" / "compare.md").read_text()
+    assert "Holm-adjusted over 1 comparison at α" in md and "(max-statistic, 200 relabellings)" in md
+    assert not re.search(ONE, md) and "(s)" not in md
+
+
+def test_words_singular_only_after_a_printed_1():
+    from tracking.words import count, noun
+
+    assert [count(n, "trial") for n in (1, 2, 0, "1")] == ["1 trial", "2 trials", "0 trials", "1 trial"]
+    assert [noun("GPU-hour", n) for n in ("0.5–1", "1–4", "1/2", "1, 3", "1,000", "1.0", "1e-05", "0.5")] == [
+        "GPU-hour", "GPU-hours", "GPU-hours", "GPU-hours", "GPU-hours", "GPU-hours", "GPU-hours", "GPU-hours"]
+    assert count(1, "analysis", "analyses") == "1 analysis" and count(3, "analysis", "analyses") == "3 analyses"

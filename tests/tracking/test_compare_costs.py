@@ -106,7 +106,9 @@ def test_a_cheap_spread_method_overtakes_a_costly_steady_one_and_the_crossing_is
                                     diff=0.01, p_holm=0.2, significant=True, fairness_findings=0, **summary),
                     replace(OPTIONS, budget="seconds"))
     assert text.startswith(f"cheap beats steady on RTE at every budget ≥ {budget_label(summary['a_wins_from_k'])} seconds")
-    assert f"the EVP curves cross at {summary['crossing_k']} seconds; steady beats cheap at budgets of " in text
+    where = summary["b_wins_at"].replace(";", ", ")
+    budgets = "a budget of" if ("," not in where and "–" not in where) else "budgets of"  # one budget, or several
+    assert f"the EVP curves cross at {summary['crossing_k']} seconds; steady beats cheap at {budgets} {where} seconds;" in text
     assert text.endswith(f"one trial costs {budget_label(summary['cost_a'])} vs {budget_label(summary['cost_b'])} "
                          "seconds on average.")
 

@@ -95,3 +95,61 @@ def test_report_budget_gpu_hours_of_cpu_trials_exits_2_before_writing(tmp_path):
     assert r.output.splitlines() == [r.output.strip()] and r.output.startswith(
         "peftsearch: error: budget: 'gpu-hours' needs trials that ran on GPUs")
     assert not (tmp_path / "out").exists()
+
+
+def test_report_max_k_is_compares_and_stops_the_comparisons_there(tmp_path):
+    """report --max-k is compare's: the same sentence as compare --max-k, word for word, which
+    names the budgets it stopped at; without it the comparisons go to N (9 trials here)."""
+    import json
+
+    from tests.tracking.test_compare import _compare, _db
+
+    uri = _db(tmp_path, {"bitfit": 3, "lora": 3})
+    sentences = {}
+    for k in ("4", None):
+        extra = ("--max-k", k) if k else ()
+        r = _report(uri, tmp_path / f"report-{k}", *extra)
+        assert r.exit_code == 0, r.output
+        cmp = _compare(uri, tmp_path / f"cmp-{k}", "--bootstrap", "1000", "--format", "json", *extra)
+        assert cmp.exit_code == 0, cmp.output
+        (pair,) = json.loads((tmp_path / f"cmp-{k}" / "compare.json").read_text())["pairs"]
+        assert f"<li>{html.escape(pair['sentence'])}</li>" in (tmp_path / f"report-{k}" / "report.html").read_text()
+        sentences[k] = pair["sentence"]
+    assert "up to 4 trials" in sentences["4"] and "up to 9 trials" in sentences[None]
+
+
+def _many_trials(uri: str, copies: int):
+    """The two methods' 9 trials each, copied ``copies`` times as new assignments with their
+    scores jittered: N = 9 × copies per method, without logging that many runs."""
+    import numpy as np
+    import pandas as pd
+
+    from tracking.fairness import with_setup
+    from tracking.store import Selection, load_trials
+
+    t = with_setup(uri, load_trials(uri, Selection(("exp-lora", "exp-bitfit"))))
+    rng = np.random.default_rng(0)
+    parts = [t.assign(config_id=t["config_id"] + f"-x{i}", best_dev_score=t["best_dev_score"] + rng.normal(0, 0.01, len(t)))
+             for i in range(copies)]
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_report_max_k_stops_evp_panels_and_comparison_budgets_log_spaced(tmp_path):
+    """Past 300 trials the budgets are budget_ticks': k = 1..300, then log-spaced up to max_k,
+    for the EVP panels (as evp --max-k) and the P(A > B) budgets (as compare --max-k) alike."""
+    import numpy as np
+
+    from tests.tracking.test_compare import _db
+    from tracking.compare import CompareOptions
+    from tracking.evp import budget_ticks
+    from tracking.html_report import analyses
+
+    trials = _many_trials(_db(tmp_path, {"bitfit": 3, "lora": 3}), copies=100)  # N = 900 per method
+    ticks = budget_ticks(900, 700)
+    assert ticks[-1] == 700 and 300 < ticks.size < 700  # log-spaced past 300, not every k
+    curves, c = analyses(trials, CompareOptions(max_k=700, resamples=50))
+    for _, g in curves.groupby("method"):
+        assert np.array_equal(g["k"].to_numpy(), ticks)
+    assert np.array_equal(c.budgets["k"].to_numpy(), ticks) and c.pairs["k_max"].iat[0] == 700
+    curves, c = analyses(trials, CompareOptions(resamples=50))  # the default: N
+    assert curves["k"].max() == 900 and c.budgets["k"].max() == 900

@@ -104,3 +104,15 @@ def test_plot_shows_every_method(tracking_db, tmp_path):
     cli(*base, "--method", "finetune", "--out", tmp_path / "one")
     a, b = mpimg.imread(tmp_path / "both" / "evp.png"), mpimg.imread(tmp_path / "one" / "evp.png")
     assert a.shape == b.shape and np.abs(a - b).mean() > 1e-3
+
+
+@pytest.mark.parametrize("command", ["evp", "compare", "report"])
+@pytest.mark.parametrize("value", ["0", "-3", "2.5", "ten"])
+def test_bad_max_k_is_one_line_before_anything_is_written(tracking_db, tmp_path, command, value):
+    """evp, compare and report share one --max-k: a whole number of at least 1."""
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, [command, "--tracking-uri", tracking_db.uri, "--experiment", "exp-a",
+                                  "--out", str(out), "--max-k", value])
+    assert r.exit_code == 2
+    assert r.output == f"peftsearch: error: --max-k: must be a whole number of at least 1, got {value}\n"
+    assert not out.exists()
