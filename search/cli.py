@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from tracking.words import count
+
 DATA_DIR_HELP = "Read GLUE/SuperGLUE from this directory (released layout) instead of the hub."
 
 
@@ -92,7 +94,7 @@ def run(spec: str, data_dir: str | None, tracking_uri: str | None, max_trials: i
     from search.uris import mask
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    console.print(f"[bold]{s.name}[/]: {s.trial_count()} trials on {s.backbone} → {mask(s.tracking.uri)}")
+    console.print(f"[bold]{s.name}[/]: {count(s.trial_count(), 'trial')} on {s.backbone} → {mask(s.tracking.uri)}")
 
     def search():
         result = run_search(s, out_dir=out, address=address, console=console)
@@ -224,7 +226,7 @@ def validate(spec: str, data_dir: str | None, tracking_uri: str | None, max_tria
     from search.spec import backbone_config
 
     s = _load(spec, data_dir, tracking_uri, max_trials)
-    click.echo(f"{s.name}: valid, {s.trial_count()} trials")
+    click.echo(f"{s.name}: valid, {count(s.trial_count(), 'trial')}")
     for line in describe(s):
         click.echo(f"  {line}")
     if backbone_config(s.backbone) is None:
@@ -504,7 +506,7 @@ def bench_aot_precision(method, task, backbone, data_dir, train_examples, epochs
     """AoT trained once; the whole dev set scored with its fused tables in float32, float16, bfloat16."""
     from trainers.bench import fused_precision, load_line
 
-    click.echo(f"{method} on {task}, {backbone}, {train_examples} training examples x {epochs} epochs; {load_line()}")
+    click.echo(f"{method} on {task}, {backbone}, {count(train_examples, 'training example')} x {count(epochs, 'epoch')}; {load_line()}")
     rows = fused_precision(method=method, task=task, backbone=backbone, data_dir=str(Path(data_dir).resolve()),
                            train_examples=train_examples, epochs=epochs, lr=lr)
     click.echo("| tables | dev score | max logit change vs float32 | tables MiB | dev examples |\n| --- | ---: | ---: | ---: | ---: |")
@@ -612,7 +614,7 @@ def bench_scale(sizes, evals, interval, procs, modes, server_workers, sgi, outag
         click.echo(row(r))
     for r in results:
         for line in r.counted.problems[:10] + r.errors[:10]:
-            click.echo(f"  {r.load.trials} trials: {line}")
+            click.echo(f"  {count(r.load.trials, 'trial')}: {line}")
     if not all(r.counted.ok for r in results):
         sys.exit(1)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from search.uris import mask
+from tracking.words import count
 
 if TYPE_CHECKING:  # the `nodes` check must start fast: search.spec pulls in torch
     from search.spec import Spec
@@ -132,7 +133,7 @@ def _nodes_main(argv: list[str]) -> int:
         return 1
     mine = [n for n in nodes if args.temp_dir and n.temp_dir.rstrip("/") == args.temp_dir.rstrip("/")]
     if not args.quiet:
-        print(f"{len(nodes)} nodes alive" + (f"; this node {'alive' if mine else 'not alive'}" if args.temp_dir else ""))
+        print(f"{count(len(nodes), 'node')} alive" + (f"; this node {'alive' if mine else 'not alive'}" if args.temp_dir else ""))
     return 0 if (not args.temp_dir or mine) and len(nodes) >= (args.count or 0) else 1
 
 

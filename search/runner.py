@@ -22,6 +22,7 @@ from tracking import provenance, runs
 from tracking.html_report import write_report
 from tracking.report import write_evp, write_summary
 from tracking.store import NoRunsError
+from tracking.words import count
 
 log = logging.getLogger(__name__)
 STATE_FILE = "search.json"  # what `peftsearch resume OUT` needs: the spec and the MLflow ids
@@ -354,7 +355,7 @@ def _finish(spec: Spec, tuner, ctx: SearchContext, out_dir: Path, start: float) 
         results = tuner.fit()
     except KeyboardInterrupt:  # a second Ctrl-C / SIGTERM, while Tune was already stopping
         n = _kill_owned(client, ctx, "the driver was interrupted")
-        raise DriverStopped(f"interrupted; {n} trial runs ended KILLED", out_dir,
+        raise DriverStopped(f"interrupted; {count(n, 'trial run')} ended KILLED", out_dir,
                             128 + (_STOP_SIGNAL or [signal.SIGINT])[-1]) from None
     except Exception as e:  # an error of ours or of Tune's, not of a trial
         _kill_owned(client, ctx, f"the driver stopped: {type(e).__name__}: {e}")
@@ -363,7 +364,7 @@ def _finish(spec: Spec, tuner, ctx: SearchContext, out_dir: Path, start: float) 
         raise DriverStopped(f"the driver stopped: {type(e).__name__}: {first}", out_dir, 1) from None
     if _interrupted(handlers):  # Tune's SIGINT handler ended the run early and saved its state
         n = _kill_owned(client, ctx, "the driver was interrupted", since=_STOP_AT[0] if _STOP_AT else fit_started)
-        raise DriverStopped(f"interrupted; {n} trial runs ended KILLED", out_dir,
+        raise DriverStopped(f"interrupted; {count(n, 'trial run')} ended KILLED", out_dir,
                             128 + (_STOP_SIGNAL or [signal.SIGINT])[-1])
     trials = results._experiment_analysis.trials  # Tune offers no public list of trial ids
     # The trials Tune knows are the search; runs of any other trial (one started after Tune's last

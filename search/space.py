@@ -9,6 +9,7 @@ from typing import Any
 
 from search.spec import Spec
 from trainers.config import TrialConfig
+from tracking.words import count, noun
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,8 @@ def describe(spec: Spec) -> list[str]:
     for task in spec.tasks:
         for method, grid in spec.methods.items():
             space = ", ".join(f"{k}: {v.model_dump() if hasattr(v, 'model_dump') else v}" for k, v in sorted(grid.items()))
-            lines.append(f"{task}-{method}: {spec.search.num_samples} {spec.search.algorithm} assignments × "
-                         f"{len(spec.seeds)} seeds from {{{space}}}")
+            lines.append(f"{task}-{method}: {spec.search.num_samples} {spec.search.algorithm} "
+                         f"{noun('assignment', spec.search.num_samples)} × {count(len(spec.seeds), 'seed')} from {{{space}}}")
     return lines
 
 

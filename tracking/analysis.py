@@ -8,6 +8,7 @@ import pandas as pd
 
 from tracking.evp import Estimator, bootstrap_ci, budget_ticks, expected_max
 from tracking.store import GROUP
+from tracking.words import noun
 
 Unit = Literal["trial", "assignment"]
 Score = Literal["selection", "reported"]
@@ -26,7 +27,7 @@ def with_score(trials: pd.DataFrame, score: Score) -> pd.DataFrame:
     missing = int(trials[col].isna().sum()) if col in trials.columns else len(trials)
     if missing:
         raise ValueError(f"score: 'reported' needs the metric reported_score, which {missing} of "
-                         f"{len(trials)} selected trials lack (search with a held-out split protocol)")
+                         f"{len(trials)} selected {noun('trial', len(trials))} lack (search with a held-out split protocol)")
     return trials.assign(score=trials[col].astype(float))
 
 

@@ -17,6 +17,7 @@ from tracking.analysis import SCORE_LABELS, Budget, Score, Unit, evp_curves, iid
 from tracking.evp import Estimator
 from tracking.plots import plot_evp
 from tracking.store import Selection, load_trials
+from tracking.words import noun
 
 EVP_FORMATS = ("csv", "json", "png", "svg")
 SUMMARY_FORMATS = ("csv", "md", "tex")
@@ -67,7 +68,7 @@ def check_budget(curves: pd.DataFrame, budget: Budget, trials: int) -> None:
     """A GPU-hours axis needs trials that used GPUs (evp_curves leaves their budget NaN otherwise)."""
     if budget == "gpu-hours" and curves["budget_gpu_hours"].isna().all():
         raise ValueError("budget: 'gpu-hours' needs trials that ran on GPUs (tag peftsearch.gpus > 0); "
-                         f"none of the {trials} selected trials did")
+                         f"none of the {trials} selected {noun('trial', trials)} did")
 
 
 def write_summary(uri: str, experiment: "str | Selection", out: Path, *, score: Score = "selection",

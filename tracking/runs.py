@@ -20,6 +20,8 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from tracking.words import count
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -128,7 +130,7 @@ def start_parent_run(c: MlflowClient, experiment_id: str, *, search_id: str, tag
 def finish_parent_run(c: MlflowClient, run_id: str, *, failed_trials: int, total_trials: int) -> None:
     c.set_tag(run_id, tag("failed_trials"), str(failed_trials))
     c.set_tag(run_id, tag("total_trials"), str(total_trials))
-    c.set_tag(run_id, INCOMPLETE_TAG, f"{failed_trials} of {total_trials} trials failed" if failed_trials else "false")
+    c.set_tag(run_id, INCOMPLETE_TAG, f"{failed_trials} of {count(total_trials, 'trial')} failed" if failed_trials else "false")
     status = "FAILED" if total_trials and failed_trials == total_trials else "FINISHED"
     c.set_terminated(run_id, status)
 
