@@ -22,7 +22,7 @@ MAX_DEPTH = 32  # nested mappings and lists; a spec needs 5 (methods.lora.rank: 
 MAX_BYTES = 2**20  # a spec is a page or two; a grid of 10,000 values is about 100 KiB
 
 # YAML 1.2 core schema floats that YAML 1.1 leaves as strings (no dot, or no exponent sign)
-_FLOAT_12 = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)[eE][-+]?[0-9]+$")
+_FLOAT_12 = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$")
 _REFUSED_TAGS = {"binary": "bytes (!!binary)", "set": "a set (!!set)", "omap": "an ordered map (!!omap)",
                  "pairs": "pairs (!!pairs)", "timestamp": "a date or time"}
 _BOMS = ((b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe\x00\x00", "utf-32-le"), (b"\xfe\xff", "utf-16-be"),

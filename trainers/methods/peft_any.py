@@ -138,17 +138,17 @@ class PeftAny(Method):
                 raise ValueError(f"{key}: not a key of peft's {config_cls.__name__}{hint} (got {options[key]!r})")
         kinds = option_types(config_cls)
         for key, v in list(options.items()):  # what peft leaves unchecked: types, ranks, dropout rates
-            kind = kinds.get(key, Any)
+            annotation = kinds.get(key, Any)
             rank = key in ("r", "init_r", "target_r")
-            if isinstance(v, str) and DECIMAL.fullmatch(v) and not rank and fits(0.5, kind) and not fits(v, kind):
+            if isinstance(v, str) and DECIMAL.fullmatch(v) and not rank and fits(0.5, annotation) and not fits(v, annotation):
                 options[key] = v = float(v)  # "1e-3" as YAML 1.1 leaves it, for a real-valued option
             bad_number = isinstance(v, bool) or not isinstance(v, (int, float))
             if rank and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise ValueError(f"{key}: must be an integer >= 1 (got {v!r})")
             if key.endswith("dropout") and (bad_number or not 0 <= v < 1):
                 raise ValueError(f"{key}: must be in [0, 1) (got {v!r})")
-            if not fits(v, kind):
-                raise ValueError(f"{key}: peft's {config_cls.__name__} takes {_type_name(kind)} (got {v!r})")
+            if not fits(v, annotation):
+                raise ValueError(f"{key}: peft's {config_cls.__name__} takes {_type_name(annotation)} (got {v!r})")
         try:
             config_cls(**options)
         except (TypeError, ValueError) as e:
