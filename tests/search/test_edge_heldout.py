@@ -521,3 +521,22 @@ def test_a_search_json_nested_too_deep_is_one_line(tmp_path):
     refused(["resume", "out"], tmp_path, "out: search.json is not a search's state")
     (tmp_path / "out" / "search.json").write_text(json.dumps({"spec": {"tracking": "x"}, "ctx": {}}))
     refused(["resume", "out"], tmp_path, "")
+
+
+def test_the_readme_example_specs_still_validate(data_dir, tmp_path, base_spec):
+    """Every YAML example of the README, as a whole spec or (the random/optuna one) merged into the
+    base spec; a local backbone path (./models/t5-base) stands in as its hub id."""
+    from search.spec import parse_spec
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in readme.split("```yaml\n")[1:]]
+    specs = [yaml.safe_load(b) for b in blocks]
+    assert len([s for s in specs if "methods" in s]) >= 4
+    for raw in (s for s in specs if "methods" in s):
+        raw = raw if "name" in raw else base_spec(data_dir) | raw
+        if raw["backbone"].startswith("./"):
+            raw["backbone"] = Path(raw["backbone"]).name
+        raw |= {"data": {**raw.get("data", {}), "source": "local", "dir": str(data_dir)},
+                "tracking": {"uri": f"sqlite:///{tmp_path / 'readme.db'}"}}
+        assert parse_spec(raw).trial_count() >= 1
+    assert not (tmp_path / "readme.db").exists()
