@@ -278,9 +278,12 @@ def load_state(out_dir: Path, tracking_uri: str | None = None) -> tuple[Spec, Se
     try:
         state = json.loads(state_file.read_text())
         raw, stored_ctx = dict(state["spec"]), dict(state["ctx"])
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, RecursionError) as e:  # RecursionError: JSON nested too deep
         raise ValueError(f"out: {STATE_FILE} is not a search's state ({type(e).__name__}: {e})") from None
-    uri = tracking_uri or raw.get("tracking", {}).get("uri", "")
+    tracking = raw.get("tracking")
+    uri = tracking_uri or (tracking.get("uri", "") if isinstance(tracking, dict) else "")
+    if not isinstance(uri, str):
+        raise ValueError(f"out: {STATE_FILE} is not a search's state (tracking.uri is not text, got {uri!r})")
     if "***" in uri:
         raise ValueError("tracking.uri: search.json keeps the URI without its password; give it again with "
                          f"--tracking-uri or MLFLOW_TRACKING_URI (got {uri!r})")

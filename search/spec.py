@@ -4,10 +4,14 @@ Every bad input becomes one line, ``FIELD: rule, got VALUE`` (SpecError), before
 before anything is written to the tracking database or the output directory. The one pass,
 ``load_spec`` → ``parse_spec``, is shared by ``validate``, ``run``, ``resume`` and ``submit``:
 
-1. the file (search/loader.py): UTF-8, no NUL bytes, no duplicate keys, an alias budget;
-2. ``${ENV}`` interpolation, and ``MLFLOW_TRACKING_URI`` when the spec names no tracking URI;
+1. the file (search/loader.py): UTF-8, no NUL bytes, no duplicate keys, an alias budget, a depth
+   cap, no dates, bytes or sets;
+2. plain data (``check_plain``: text keys, JSON-like values, the same depth cap, for a spec given
+   as a dict), ``${ENV}`` interpolation, and ``MLFLOW_TRACKING_URI`` when the spec names no URI;
 3. the pydantic models below: types, names, ranges, paths, the tracking URI;
-4. values pydantic would coerce: a boolean is not a number, numbers are finite, sizes capped;
+4. values pydantic would coerce (``_check_number``): a boolean is not a number nor a number a
+   boolean, text is a number only in a real-valued field and in YAML 1.2's decimal syntax
+   (``"3e-2"``), numbers are finite, sizes capped;
 5. the trial count, as a product (never by expanding the grid), against ``--max-trials``;
 6. every grid point / both ends of every range build valid configs;
 7. ``check_applicability``: per-method rules against the backbone's config.json.
@@ -26,22 +30,23 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import (BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
-from search.loader import YamlError, load_yaml
+from search.loader import MAX_DEPTH, YamlError, load_yaml
 from search.paths import checked_path, probe, short
 from search.uris import check_tracking_uri, redact
-from trainers.config import DataConfig, OptimConfig, TrainingConfig
+from trainers.config import DECIMAL, DataConfig, OptimConfig, TrainingConfig
 from trainers.methods import METHODS
 from trainers.registry import unknown_name_message
 from trainers.tasks import TASKS, DataError
 
 BUNDLED = Path(__file__).parent / "specs"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$", re.ASCII)
 _OPTIM_KEYS = tuple(OptimConfig.__dataclass_fields__)
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # A search of more trials than this is refused unless --max-trials raises the cap (README).
 DEFAULT_MAX_TRIALS = 100_000
 SEED_MAX = 2**32 - 1  # seeds are numpy/torch seeds: [0, 2^32 - 1]
+RAY_UNIT = 0.0001  # the smallest fraction of a CPU or GPU a Ray task may ask for
 MAX_SIZE = 2**20  # any integer hyperparameter of a method (a rank, a length, a size)
 # Upper bounds of spec-level numbers ("*" matches any key); lower bounds live on the fields.
 CAPS: dict[tuple[str, ...], float] = {
@@ -66,6 +71,7 @@ class SpecError(ValueError):
 def one_line(message: str, limit: int = 500) -> str:
     """Our messages' house style: the offending value last, as ", got VALUE"; one line; no secret."""
     text = " ".join(redact(str(message)).split())
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # a lone surrogate (YAML "\ud800") prints
     text = re.sub(r" \(got (.*)\)$", r", got \1", text)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
@@ -113,12 +119,21 @@ class Range(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _numbers(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        raw = dict(raw)
         for end in ("low", "high"):
-            v = raw.get(end) if isinstance(raw, dict) else None
+            v = raw.get(end)
+            if isinstance(v, str):  # "1e-5" as YAML 1.1 leaves it: a real number; other text is not one
+                if not DECIMAL.fullmatch(v):
+                    raise ValueError(f"{end} must be a number (got {v!r})")
+                raw[end] = v = float(v)
             if isinstance(v, bool):
                 raise ValueError(f"{end} must be a number; a boolean is not one (got {v!r})")
             if isinstance(v, float) and not math.isfinite(v):
                 raise ValueError(f"{end} must be a finite number (got {v!r})")
+        if "log" in raw and not isinstance(raw["log"], bool):
+            raise ValueError(f"log must be true or false (got {raw['log']!r})")
         return raw
 
     @model_validator(mode="after")
@@ -137,6 +152,13 @@ class Range(_Strict):
 class Resources(_Strict):
     cpu: float = Field(default=1.0, gt=0)
     gpu: float = Field(default=0.0, ge=0)
+
+    @field_validator("cpu", "gpu")
+    @classmethod
+    def _ray_unit(cls, v: float) -> float:
+        if 0 < v < RAY_UNIT:  # Ray counts resources in units of 0.0001 and refuses less at run time
+            raise ValueError(f"must be 0 or at least {RAY_UNIT} (Ray's smallest resource unit) (got {v!r})")
+        return v
 
 
 class Tracking(_Strict):
@@ -173,7 +195,7 @@ class Spec(_Strict):
         if kind == "dir":
             _check_model_dir(path, v)
             return str(path.resolve())
-        if v.startswith(("/", ".", "~")) or not _HUB_ID.match(v) or kind is not None:
+        if v.startswith(("/", ".", "~")) or not _HUB_ID.fullmatch(v) or kind is not None or not _valid_repo_id(v):
             raise ValueError(f"must be an existing model directory or a Hugging Face id like org/name (got {v!r})")
         return v
 
@@ -263,6 +285,11 @@ class Spec(_Strict):
                 raise ValueError(f"{method}: {unknown_name_message('hyperparameter', key, list(valid))}")
             if isinstance(values, list) and not values:
                 raise ValueError(f"{method}.{key}: the grid is empty (got [])")
+            if isinstance(values, list):  # a repeated value would run the same trials twice
+                try:
+                    _unique(values, key)
+                except ValueError as e:
+                    raise ValueError(f"{method}.{key}: {e}") from None
         if "lr" not in grid:
             raise ValueError(f"{method}.lr: is required, as a value or a list (got nothing)")
         return grid
@@ -298,12 +325,29 @@ def _range(field: str, raw: dict) -> Range:
 
 
 def check_sampled_space(spec: "Spec", method: str) -> None:
-    """Every choice and both ends of every range must build valid configs (others at their first)."""
+    """Every choice and both ends of every range must build valid configs (others at their first);
+    a range of floats must fit a real-valued hyperparameter (it samples fractions in between)."""
     grid = spec.check_keys(method)
     first = {k: (v.low if isinstance(v, Range) else v[0]) for k, v in grid.items()}
     for key, values in grid.items():
         for value in ([values.low, values.high] if isinstance(values, Range) else values):
             spec.build_point(method, first | {key: value})
+        inside = _fraction_inside(values) if isinstance(values, Range) and not values.is_int else None
+        if inside is not None:
+            try:
+                spec.build_point(method, first | {key: inside})
+            except ValueError:
+                raise ValueError(f"{method}.{key}: a range with a float end samples fractions in between, and "
+                                 f"{key} takes whole numbers; give integer low and high "
+                                 f"(got {values.model_dump()})") from None
+
+
+def _fraction_inside(r: Range) -> float | None:
+    """A value strictly inside the range that is not a whole number, if there is one to hand."""
+    mid = math.sqrt(r.low * r.high) if r.log else (r.low + r.high) / 2
+    if float(mid).is_integer():
+        mid = math.nextafter(mid, r.high)
+    return mid if r.low < mid < r.high and not float(mid).is_integer() else None
 
 
 @functools.lru_cache(maxsize=None)
@@ -327,10 +371,18 @@ def _build(cls: type, values: dict[str, Any], method: str):
 
 
 def _check_number(field: str, raw: Any, value: Any, cap: float | None) -> None:
+    """What pydantic's lax mode let through, from the value as given (``raw``) and as validated."""
     if isinstance(raw, bool) and not isinstance(value, bool):
         raise ValueError(f"{field}: must be a number; a boolean is not one (got {raw!r})")
+    if isinstance(value, bool) and not isinstance(raw, bool):
+        raise ValueError(f"{field}: must be true or false (got {raw!r})")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{field}: must be a finite number (got {raw!r})")
+    if isinstance(raw, str) and isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f"{field}: must be a whole number, not text (write 8, not \"8\") (got {raw!r})")
+    if isinstance(raw, str) and isinstance(value, float) and not DECIMAL.fullmatch(raw):
+        raise ValueError(f"{field}: must be a number; text is read as one only in YAML 1.2's decimal syntax, "
+                         f"like 3e-2 (got {raw!r})")
     if cap is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and value > cap:
         raise ValueError(f"{field}: must be <= {cap:,} (got {raw!r})")
 
@@ -343,7 +395,7 @@ def check_values(raw: Any, value: Any, path: tuple[str, ...] = ()) -> None:
     if isinstance(raw, dict) and isinstance(value, dict):
         for k in raw.keys() & value.keys():
             check_values(raw[k], value[k], (*path, str(k)))
-    elif isinstance(raw, list) and isinstance(value, list) and len(raw) == len(value):
+    elif isinstance(raw, (list, tuple)) and isinstance(value, (list, tuple)) and len(raw) == len(value):
         for i, (r, v) in enumerate(zip(raw, value)):
             check_values(r, v, (*path[:-1], f"{path[-1]}[{i}]") if path else (f"[{i}]",))
     else:
@@ -369,7 +421,9 @@ def check_applicability(spec: "Spec", config: dict[str, Any] | None) -> None:
         for _, params in _points(spec, method):
             try:
                 m = cls.from_params(params, training=spec.training)
-                _check_positions(arch.positions(config), spec.training.max_length + m.extra_positions())
+                # a decoder's prefix is a cache of earlier positions: the text's positions start after it
+                cached = m.extra_keys() if arch.prefix_route == "cache" else 0
+                _check_positions(arch.positions(config), spec.training.max_length + m.extra_positions() + cached)
                 if m.extra_keys():
                     _check_window(arch.window(config), spec.training.max_length + m.extra_positions() + m.extra_keys())
                 if cls.has_backbone_check():
@@ -437,13 +491,48 @@ def _hub_cached_config(repo_id: str) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
-def _read_config(file: Path, shown: str) -> dict[str, Any]:
+def _valid_repo_id(v: str) -> bool:
+    """The Hub's own rules for a repo id (no '--' or '..', at most 96 characters a part)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
     try:
-        config = json.loads(file.read_bytes())
-    except (OSError, ValueError) as e:
-        raise ValueError(f"backbone: {file.name} is not readable JSON ({e}), got {short(shown)}") from None
+        validate_repo_id(v)
+    except HFValidationError:
+        return False
+    return True
+
+
+# config.json sizes that the family table and the methods' checks read: whole numbers >= 1
+_CONFIG_SIZES = ("max_position_embeddings", "n_positions", "hidden_size", "d_model", "n_embd", "vocab_size",
+                 "num_hidden_layers", "n_layer", "num_layers", "num_attention_heads", "n_head", "num_heads",
+                 "num_key_value_heads", "head_dim", "d_kv", "intermediate_size", "sliding_window")
+
+
+def _read_config(file: Path, shown: str) -> dict[str, Any]:
+    """config.json as transformers reads it (UTF-8 JSON, no BOM), holding what validation reads."""
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise ValueError(f"backbone: {file.name} cannot be read ({e.strerror}), got {short(shown)}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"backbone: {file.name} is not readable JSON (it must be UTF-8 text; byte "
+                         f"{e.object[e.start]:#04x} at offset {e.start} is not), got {short(shown)}") from None
+    try:
+        config = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        reason = str(e) if isinstance(e, ValueError) else "nested too deep"
+        raise ValueError(f"backbone: {file.name} is not readable JSON ({reason}), got {short(shown)}") from None
     if not isinstance(config, dict):
-        raise ValueError(f"backbone: {file.name} must hold a JSON object, got {short(shown)}")
+        raise ValueError(f"backbone: {file.name} must hold a JSON object, got {type(config).__name__} in "
+                         f"{short(shown)}")
+    kind = config.get("model_type")
+    if not isinstance(kind, str) or not kind:
+        what = "names no model_type (save_pretrained writes it)" if kind is None else "model_type must be text"
+        raise ValueError(f"backbone: {file.name} {what}, got {short(kind) if kind is not None else short(shown)}")
+    for key in _CONFIG_SIZES:
+        v = config.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"backbone: {file.name}'s {key} must be a whole number >= 1, got {short(v)}")
     return config
 
 
@@ -459,15 +548,30 @@ def _check_model_dir(path: Path, shown: str) -> None:
 
 
 def _unique(values: list, field: str) -> None:
-    dupes = sorted({x for x in values if values.count(x) > 1}, key=str)
-    if dupes:
-        raise ValueError(f"must not repeat values (got {dupes[0]!r} twice)")
+    """No value twice (in one pass: a list of 10^5 seeds is refused by the trial cap, not hung on)."""
+    seen: set = set()
+    for x in values:
+        key = (isinstance(x, bool), x) if _hashable(x) else (None, json.dumps(x, sort_keys=True, default=repr))
+        if key in seen:
+            raise ValueError(f"must not repeat values (got {x!r} twice)")
+        seen.add(key)
+
+
+def _hashable(x: Any) -> bool:
+    try:
+        hash(x)
+    except TypeError:
+        return False
+    return True
 
 
 def _check_data_dir(directory: str | None, tasks: list[str]) -> None:
     path = checked_path("data.dir", directory or "")
-    if probe(path, directory) != "dir":
+    kind = probe(path, directory)
+    if kind is None:
         raise ValueError(f"data.dir: directory does not exist (got {directory!r})")
+    if kind != "dir":
+        raise ValueError(f"data.dir: must be a directory, got a {kind} {directory!r}")
     for task in tasks:
         for split in ("train", "dev", *TASKS[task].extra_eval_splits):
             try:
@@ -517,6 +621,7 @@ def parse_spec(raw: dict[str, Any], *, source: str = "spec", max_trials: int | N
     # Relative paths in a spec are relative to where the user runs peftsearch (its cwd).
     if not isinstance(raw, dict):
         raise SpecError(f"{source}: must be a YAML mapping of spec keys (got {type(raw).__name__})")
+    check_plain(raw)
     raw = interpolate(raw, os.environ if environ is None else environ)
     try:
         spec = Spec.model_validate(raw, context={"max_trials": max_trials})
@@ -528,6 +633,45 @@ def parse_spec(raw: dict[str, Any], *, source: str = "spec", max_trials: int | N
     return spec
 
 
+def check_plain(value: Any, where: str = "", depth: int = 0) -> None:
+    """A spec given as a dict (the API, search.json) holds what a spec file can: text keys; text,
+    numbers, booleans, null, lists and mappings; at most MAX_DEPTH levels (a cycle is too deep)."""
+    field = where or "spec"
+    if depth > MAX_DEPTH:
+        raise SpecError(f"{field}: nested more than {MAX_DEPTH} levels deep; a spec needs 5, got deeper")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise SpecError(f"{field}: a key must be text, got {short(k)} ({type(k).__name__})")
+            check_plain(v, f"{where}.{k}" if where else k, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_plain(v, f"{where}[{i}]", depth + 1)
+    elif value is not None and not isinstance(value, (bool, int, float, str)):
+        raise SpecError(f"{field}: a spec value is text, a number, a boolean, null, a list or a mapping, "
+                        f"got {short(value)} ({type(value).__name__})")
+
+
+def expand_env(value: str, where: str, environ) -> str:
+    """Every ``${NAME}`` in ``value`` replaced by the environment's NAME; a ``${`` that is not
+    closed, names nothing, or names no variable that is set is one line naming the field."""
+    out, i = [], 0
+    while (start := value.find("${", i)) != -1:
+        end = value.find("}", start + 2)
+        if end == -1:
+            raise SpecError(f"{where}: ${{ starts an environment variable and no }} closes it; write ${{NAME}} "
+                            f"(got {value!r})")
+        name = value[start + 2:end]
+        if not _ENV_NAME.fullmatch(name):
+            rule = "names no variable" if not name else "is not a variable name (letters, digits and _)"
+            raise SpecError(f"{where}: ${{{name}}} {rule}; write ${{NAME}} (got {value!r})")
+        if name not in environ:
+            raise SpecError(f"{where}: ${{{name}}} is not set in the environment (got {value!r})")
+        out += [value[i:start], environ[name]]
+        i = end + 1
+    return "".join(out) + value[i:]
+
+
 def interpolate(raw: dict[str, Any], environ) -> dict[str, Any]:
     """``${VAR}`` in any string becomes the environment's VAR; a spec without tracking.uri takes
     MLFLOW_TRACKING_URI. So a spec file need not hold a secret at all."""
@@ -537,10 +681,7 @@ def interpolate(raw: dict[str, Any], environ) -> dict[str, Any]:
         if isinstance(value, list):
             return [sub(v, f"{where}[{i}]") for i, v in enumerate(value)]
         if isinstance(value, str) and "${" in value:
-            for name in _ENV.findall(value):
-                if name not in environ:
-                    raise SpecError(f"{where}: ${{{name}}} is not set in the environment (got {value!r})")
-            return _ENV.sub(lambda m: environ[m[1]], value)
+            return expand_env(value, where or "spec", environ)
         return value
 
     out = sub(raw, "")
@@ -558,9 +699,11 @@ def format_error(e: ValidationError) -> str:
         return f"{'.'.join(loc)}: {unknown_name_message('key', loc[-1], _valid_keys(loc[:-1]))}"
     m = re.match(r"^([\w.\[\]]+): (.*)$", msg, re.S)
     if m and err["type"] == "value_error":
-        head = m.group(1)
-        sep = "" if head.startswith("[") or not loc else "."
-        return f"{'.'.join(loc)}{sep}{head}: {m.group(2)}"
+        head, field = m.group(1), ".".join(loc)
+        if head == field or head.startswith(f"{field}.") or not loc:  # the message names its field already
+            return f"{head}: {m.group(2)}"
+        sep = "" if head.startswith("[") else "."
+        return f"{field}{sep}{head}: {m.group(2)}"
     got = "" if err["type"] == "value_error" or "input" not in err else f" (got {short(err['input'], 120)})"
     return f"{'.'.join(loc) or 'spec'}: {msg}{got}"
 

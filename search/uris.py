@@ -13,18 +13,41 @@ from search.paths import checked_path, probe
 SCHEMES = "sqlite:///PATH, postgresql://..., mysql://..., http(s)://MLFLOW_SERVER"
 MASK = "***"
 _SQLITE_HEADER = b"SQLite format 3\x00"
-# scheme://user:PASSWORD@host: the password is whatever lies between the user's ':' and the last '@'
-_SECRET = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@'\"]*:)(?P<secret>[^\s'\"]*)(?P<at>@)")
+# scheme://user:PASSWORD@host in a line of text: the password is whatever lies between the user's
+# ':' and the last '@' before the next whitespace (quotes included: repr() puts a password with a
+# ' in double quotes)
+_SECRET = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@'\"]*:)(?P<secret>[^\s]*)(?P<at>@)")
+# ... and in one URI: up to its last '@', whatever the password holds (a space, a '/')
+_URI_SECRET = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/:@\s]*:)(?P<secret>.*)(?P<at>@)", re.S)
+# ?password=... (libpq and MySQL drivers take one in the query string)
+_QUERY_SECRET = re.compile(r"(?P<head>[?&](?:password|passwd|pwd)=)(?P<secret>[^&\s'\"]*)", re.I)
+_SECRETS: set[str] = set()  # passwords of URIs checked in this process, also masked where they appear bare
+_MIN_BARE = 3  # a shorter password is not searched for bare (it would mask ordinary words)
 
 
 def mask(uri: str) -> str:
     """The URI with its password, if any, replaced by ***."""
-    return redact(uri)
+    return redact(_URI_SECRET.sub(lambda m: m["head"] + MASK + m["at"], uri))
 
 
 def redact(text: str) -> str:
-    """Every URI password in a line of text replaced by *** (for anything we print or store)."""
-    return _SECRET.sub(lambda m: m["head"] + MASK + m["at"], text)
+    """Every URI password in a line of text replaced by *** (for anything we print or store): in
+    URIs, in ?password= query strings, and bare, as a driver's message may quote it (decoded)."""
+    text = _SECRET.sub(lambda m: m["head"] + MASK + m["at"], text)
+    text = _QUERY_SECRET.sub(lambda m: m["head"] + MASK, text)
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def remember_secrets(uri: str) -> None:
+    """The URI's password, as written and URL-decoded, masked bare from now on in this process."""
+    found = [m["secret"] for m in [_URI_SECRET.match(uri)] if m] + [m["secret"] for m in _QUERY_SECRET.finditer(uri)]
+    for secret in found:
+        for form in {secret, urllib.parse.unquote(secret), urllib.parse.unquote_plus(secret)}:
+            if len(form) >= _MIN_BARE and form != MASK:
+                _SECRETS.add(form)
 
 
 def has_secret(uri: str) -> bool:
@@ -34,31 +57,43 @@ def has_secret(uri: str) -> bool:
 def check_tracking_uri(uri: str) -> str:
     """Return the URI with a relative SQLite path made absolute (trials run in other
     directories), or raise ValueError naming the rule that the URI breaks (password masked)."""
+    remember_secrets(uri)
     shown = mask(uri)
-    if any(c.isspace() or c == "\x00" for c in uri):
-        raise ValueError(f"must not contain spaces or control characters, got {shown!r}")
+    if any(c.isspace() or not c.isprintable() for c in uri):
+        raise ValueError(f"must not contain spaces or control characters (URL-encode them: %20 for a space), "
+                         f"got {shown!r}")
     scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+    authority = re.split(r"[/?#]", uri.split("://", 1)[1], maxsplit=1)[0] if "://" in uri else ""
+    if authority.count("@") > 1:
+        raise ValueError(f"an '@' in the user or password must be URL-encoded as %40, got {shown!r}")
     if scheme == "sqlite":
         return _sqlite(uri)
     if scheme in ("", "file"):
         raise ValueError(f"must be a database or server URI ({SCHEMES}); MLflow refuses file stores, got {shown!r}")
     if scheme not in ("postgresql", "mysql", "mssql", "http", "https"):
         raise ValueError(f"unsupported scheme {scheme!r}; use {SCHEMES}, got {shown!r}")
-    parts = _parse(uri)
-    return _server(uri, parts) if scheme in ("http", "https") else _database(uri)
+    if scheme in ("http", "https"):
+        return _server(uri, _parse(uri, host=True))
+    _parse(uri, host=False)  # a database may be reached without a host: postgresql:///db is a local socket
+    return _database(uri)
 
 
-def _parse(uri: str) -> urllib.parse.SplitResult:
+def _parse(uri: str, *, host: bool) -> urllib.parse.SplitResult:
+    """The URI's parts; its port a number in 1-65535 if it has one, and a host where ``host``.
+    (urllib's own messages are not shown: they may quote a password that holds a '/'.)"""
     shown = mask(uri)
     try:
         parts = urllib.parse.urlsplit(uri)
-        parts.port  # noqa: B018  (raises on a port that is not a number in 0-65535)
-    except ValueError as e:
-        raise ValueError(f"the port must be a number in 1-65535 ({e}), got {shown!r}") from None
-    if not parts.hostname:
-        raise ValueError(f"names no host, got {shown!r}")
-    if parts.port == 0:
+    except ValueError:
+        raise ValueError(f"is not a valid URL (check the brackets of an IPv6 host), got {shown!r}") from None
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
         raise ValueError(f"the port must be a number in 1-65535, got {shown!r}")
+    if host and not parts.hostname:
+        raise ValueError(f"names no host, got {shown!r}")
     return parts
 
 
@@ -108,9 +143,12 @@ def _database(uri: str) -> str:
 
 
 def _server(uri: str, parts: urllib.parse.SplitResult) -> str:
+    """The server answers /health (and accepts the credentials, if it asks for some). A user and
+    password in the URI go in a Basic header, as MLflow's client sends them: urllib would take
+    ``user:password@host`` for a host and a port and quote the password in its error."""
     shown = mask(uri)
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as r:
+        with urllib.request.urlopen(_request(uri, "/health"), timeout=5) as r:
             if r.status != 200:
                 raise ValueError(f"the MLflow server's /health answered {r.status}, got {shown!r}")
     except (urllib.error.URLError, OSError, ValueError) as e:
@@ -118,7 +156,7 @@ def _server(uri: str, parts: urllib.parse.SplitResult) -> str:
             raise
         raise ValueError(f"cannot reach the MLflow server: {redact(str(getattr(e, 'reason', e)))}, got {shown!r}") from None
     try:
-        _server_credentials(uri)
+        _server_credentials(uri, parts)
     except urllib.error.HTTPError as e:
         if e.code in (401, 403):
             raise ValueError(f"the MLflow server refused the credentials in MLFLOW_TRACKING_USERNAME/PASSWORD "
@@ -126,13 +164,23 @@ def _server(uri: str, parts: urllib.parse.SplitResult) -> str:
     return uri
 
 
-def _server_credentials(uri: str) -> None:
-    """A server with authentication (MLflow's basic-auth app) answers 401 without the credentials
-    that MLflow's client reads from MLFLOW_TRACKING_USERNAME/PASSWORD: check them here, once."""
+def _request(uri: str, path: str, credentials: tuple[str, str] | None = None) -> urllib.request.Request:
     import base64
 
-    req = urllib.request.Request(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1")
+    parts = urllib.parse.urlsplit(uri)
+    netloc = parts.netloc.rpartition("@")[2]
+    req = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=netloc)).rstrip("/") + path)
+    if credentials is None and parts.username is not None:
+        credentials = (urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or ""))
+    if credentials:
+        req.add_header("Authorization", "Basic " + base64.b64encode(":".join(credentials).encode()).decode())
+    return req
+
+
+def _server_credentials(uri: str, parts: urllib.parse.SplitResult) -> None:
+    """A server with authentication (MLflow's basic-auth app) answers 401 without the credentials
+    that MLflow's client reads from MLFLOW_TRACKING_USERNAME/PASSWORD: check them here, once."""
     user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
-    if user and password:
-        req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
-    urllib.request.urlopen(req, timeout=5).close()
+    credentials = (user, password) if user and password else None
+    urllib.request.urlopen(_request(uri, "/api/2.0/mlflow/experiments/search?max_results=1", credentials),
+                           timeout=5).close()

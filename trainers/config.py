@@ -6,9 +6,14 @@ and a trial rebuilds them from the plain dict Ray Tune hands it.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
+# A number written as text that a real-valued setting still reads as that number: YAML 1.2's
+# decimal syntax (3e-2, 1e-3, 0.001, 8, .5, -1.5E+3). A YAML 1.1 parser leaves 3e-2 unquoted as
+# text; anything else ("inf", "1,000", "0x10", "1e", " 3", "") is refused where a number belongs.
+DECIMAL = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
 
 
 def check(ok: bool, name: str, rule: str, value: Any) -> None:

@@ -75,11 +75,27 @@ def _window(c: dict) -> Optional[int]:
     return c.get("sliding_window") if c.get("use_sliding_window", True) else None
 
 
+def _roberta_positions(c: dict) -> Optional[int]:
+    """RoBERTa numbers positions from padding_idx + 1 (its 514 embeddings hold 512 tokens)."""
+    limit, pad = c.get("max_position_embeddings"), c.get("pad_token_id", 1)
+    return None if limit is None else limit - (pad if isinstance(pad, int) else 1) - 1
+
+
+def _deberta_positions(c: dict) -> Optional[int]:
+    """DeBERTa-v2/v3 without position_biased_input has relative positions only: no limit."""
+    return c.get("max_position_embeddings") if c.get("position_biased_input", True) else None
+
+
+def width(c: dict) -> Optional[int]:
+    """The model width d (hidden size) from a config dict, whatever the family calls it."""
+    return c.get("hidden_size") or c.get("d_model") or c.get("n_embd")
+
+
 ARCHS: dict[str, Arch] = {
     "bert": Arch(**_BERT),
-    "roberta": Arch(**_BERT),
-    "xlm-roberta": Arch(**_BERT),
-    "deberta-v2": Arch(**_BERT | dict(lora_targets=("query_proj", "value_proj"))),
+    "roberta": Arch(**_BERT | dict(positions=_roberta_positions)),
+    "xlm-roberta": Arch(**_BERT | dict(positions=_roberta_positions)),
+    "deberta-v2": Arch(**_BERT | dict(lora_targets=("query_proj", "value_proj"), positions=_deberta_positions)),
     "t5": Arch(**_T5),
     "mt5": Arch(**_T5),
     "gpt2": Arch(family="decoder", blocks=("h",), edit_blocks="h", attn_out="attn.c_proj", ffn_out="mlp.c_proj",

@@ -26,11 +26,17 @@ PATHS = [("name",), ("backbone",), ("tasks",), ("tasks", 0), ("methods",), ("met
          ("methods", "lora", "rank", 0), ("seeds",), ("seeds", 0), ("training",), ("training", "patience"),
          ("training", "batch_size"), ("training", "warmup_ratio"), ("training", "max_epochs"), ("data",),
          ("data", "dir"), ("data", "source"), ("search",), ("search", "algorithm"), ("search", "num_samples"),
-         ("search", "max_failures"), ("resources",), ("resources", "cpu"), ("tracking",), ("tracking", "uri")]
+         ("search", "max_failures"), ("resources",), ("resources", "cpu"), ("tracking",), ("tracking", "uri"),
+         ("training", "max_length"), ("training", "betas"), ("training", "save_model"), ("training", "adam_eps"),
+         ("methods", "lora", "alpha"), ("methods", "lora", "dropout"), ("search", "sampler_seed"),
+         ("search", "scheduler"), ("resources", "gpu"), ("data", "protocol"), ("task_format",)]
 NUMBERS = st.one_of(st.integers(), st.integers(min_value=-2**70, max_value=2**70),
                     st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0, -1, 2**32, 1e308, -0.0, 1e-320]))
 SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, st.text(max_size=12),
-                    st.sampled_from(["inf", "nan", "1e9", "~nosuchuser/x", "x" * 300, "sqlite:///", "${NOPE}"]))
+                    st.sampled_from(["inf", "nan", "1e9", "~nosuchuser/x", "x" * 300, "sqlite:///", "${NOPE}",
+                                     "3e-2", "8", "1,000", "0x10", " 3", "1e", "${", "${}", "yes", "\ud800",
+                                     "postgresql://u:p%40w@127.0.0.1:0/db", "http://[::1"]),
+                    st.binary(max_size=4), st.sets(st.integers(), max_size=2), st.dates())  # YAML tags
 VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                        st.dictionaries(st.text(max_size=6), inner, max_size=3)),
                       max_leaves=6)

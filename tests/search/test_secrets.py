@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,34 @@ from search.uris import mask, redact
 
 pytestmark = pytest.mark.integration
 PLANTED = "Pl4nted-s3cret-9f2e"
+# The same, with what a password may hold once URL-encoded: a space, quotes, '@', ':' and '%'. It
+# must be found nowhere, neither as written in the URI nor decoded (as a driver would quote it).
+SPECIAL = f"{PLANTED} '\"@:%x"
+ENCODED = urllib.parse.quote(SPECIAL, safe="")
+
+
+@pytest.mark.parametrize("uri", [
+    f"postgresql+psycopg2://u:{ENCODED}@127.0.0.1:9/db",  # encoded specials: the driver cannot connect
+    f"postgresql+psycopg2://u@127.0.0.1:9/db?password={ENCODED}",  # a query-string password
+    f"http://u:{ENCODED}@127.0.0.1:9",  # credentials in a server URI: sent as a Basic header
+    f"postgresql://u:{PLANTED}@x@127.0.0.1:9/db",  # a raw '@': refused
+    f"postgresql://u:{PLANTED} x@127.0.0.1:9/db",  # a raw space: refused
+    f"http://u:{PLANTED}/x@127.0.0.1:9",  # a raw '/': urllib reads a port, and says so
+])
+def test_a_refused_uri_shows_no_password(uri, tmp_path):
+    from click.testing import CliRunner
+
+    from search.cli import main
+
+    spec = {"name": "s", "backbone": "org/m", "tasks": ["rte"], "methods": {"finetune": {"lr": 1e-3}},
+            "tracking": {"uri": uri}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    for command in ("validate", "run"):
+        r = CliRunner().invoke(main, [command, str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "out")]
+                               if command == "run" else [command, str(tmp_path / "spec.yaml")])
+        assert r.exit_code == 2 and len(r.stderr.splitlines()) == 1, r.output
+        assert PLANTED not in r.output and "Pl4nted" not in r.output and "***" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
 
 
 def test_mask_and_redact():
@@ -52,7 +81,7 @@ def _database_values_holding(uri: str, secret: str) -> list[str]:
 
 
 def test_a_planted_password_is_found_nowhere(tmp_path, data_dir, tiny_bert, postgres_server):
-    uri = postgres_server("secrets").replace("postgres@", f"postgres:{PLANTED}@")  # trust auth ignores it
+    uri = postgres_server("secrets").replace("postgres@", f"postgres:{ENCODED}@")  # trust auth ignores it
     spec = {"name": "secrets", "backbone": tiny_bert, "data": {"source": "local", "dir": str(data_dir)},
             "tasks": ["rte"], "methods": {"finetune": {"lr": [1e-3]}}, "seeds": [0, 1],
             "training": {"max_epochs": 1, "patience": 1, "batch_size": 8, "max_length": 32,
@@ -65,7 +94,7 @@ def test_a_planted_password_is_found_nowhere(tmp_path, data_dir, tiny_bert, post
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 finished, 0 failed" in proc.stderr and "postgres:***@" in proc.stderr
-    assert PLANTED not in proc.stdout + proc.stderr
+    assert PLANTED not in proc.stdout + proc.stderr  # a fragment of both forms, encoded and decoded
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text("removed: the spec itself is where the secret may live\n")
     assert _files_holding(tmp_path, PLANTED.encode()) == []  # out/search.json, out/ray, artifacts, outputs

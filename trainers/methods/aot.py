@@ -191,6 +191,14 @@ class AoTBias(nn.Module):
 class AoTMethod(Method):
     search_space = {"lr": [1e-4, 5e-4, 1e-3, 5e-3, 1e-2], "rank": [16, 64, 256, 512]}
 
+    @classmethod
+    def check_backbone(cls, config, *, model_config, tokenizer) -> None:
+        """P is a |V| x d table per layer: a reparametrization rank above |V| adds nothing."""
+        d = model_config if isinstance(model_config, dict) else model_config.to_dict()
+        vocab = d.get("vocab_size")
+        check(vocab is None or config.rank <= vocab, "rank", f"must be <= the vocabulary size {vocab} "
+              "(P_l is a |V| x d table)", config.rank)
+
     @abstractmethod
     def build_tables(self, emb: nn.Embedding, n_layers: int) -> nn.Module:
         """The reparametrization that computes P_l[x] for every layer (FC or Kronecker)."""
@@ -251,7 +259,10 @@ class AoTKron(AoTMethod):
 
     @classmethod
     def check_backbone(cls, config, *, model_config, tokenizer) -> None:
+        super().check_backbone(config, model_config=model_config, tokenizer=tokenizer)
         d = model_config if isinstance(model_config, dict) else model_config.to_dict()
+        check(d.get("vocab_size") is not None, "backbone", "config.json must give vocab_size for AoT's tables",
+              None)
         config.b_for(d["vocab_size"])
 
     def build_tables(self, emb: nn.Embedding, n_layers: int) -> nn.Module:

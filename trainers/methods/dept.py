@@ -107,8 +107,12 @@ class DePT(PromptMethod):
 
     @classmethod
     def check_backbone(cls, config, *, model_config, tokenizer) -> None:
-        d = model_config if isinstance(model_config, dict) else model_config.to_dict()
-        config.rank_for(d.get("hidden_size") or d.get("d_model") or d.get("n_embd"))
+        from trainers.families import width
+
+        d = width(model_config if isinstance(model_config, dict) else model_config.to_dict())
+        check(config.rank is None or config.rank <= d, "rank", f"must be <= the backbone's width d={d} "
+              "(B is r x d; a larger r adds parameters, not rank)", config.rank)
+        config.rank_for(d)
 
     def apply(self, backbone: Backbone) -> nn.Module:
         freeze_all_but_head(backbone)

@@ -16,6 +16,15 @@ from trainers.backbone import Backbone
 from trainers.config import check
 from trainers.methods.base import Method, freeze_all_but_head, register_method
 
+def check_rank(rank: int, name: str, model_config) -> None:
+    """A low-rank update B·A of a d-wide projection has rank <= d: a larger r adds parameters only."""
+    from trainers.families import width
+
+    d = width(model_config if isinstance(model_config, dict) else model_config.to_dict())
+    check(d is None or rank <= d, name, f"must be <= the backbone's width d={d} (B·A of a d-wide projection "
+          "has rank at most d)", rank)
+
+
 @dataclass(frozen=True)
 class LoRAConfig:
     rank: int = 8
@@ -34,6 +43,10 @@ class LoRA(Method):
     description = "low-rank updates B·A on the attention query and value projections (via peft)"
     Config = LoRAConfig
     search_space = {"lr": [1e-4, 3e-4, 5e-4, 1e-3], "rank": [8], "alpha": [16.0]}
+
+    @classmethod
+    def check_backbone(cls, config, *, model_config, tokenizer) -> None:
+        check_rank(config.rank, "rank", model_config)
 
     def apply(self, backbone: Backbone) -> nn.Module:
         from peft import LoraConfig, inject_adapter_in_model

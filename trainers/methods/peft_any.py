@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
+import math
+import types
+import typing
 import warnings
-from typing import Any
+from typing import Any, Literal, Union
 
 import torch.nn as nn
 
 from trainers.backbone import Backbone
+from trainers.config import DECIMAL
 from trainers.methods.base import Method, freeze_all_but_head, register_method
 
 # peft's bookkeeping fields, not hyperparameters
@@ -50,6 +55,47 @@ def config_class(kind: Any) -> type:
 
 def option_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls) if f.name not in _INTERNAL]
+
+
+@functools.lru_cache(maxsize=None)
+def option_types(cls: type) -> dict[str, Any]:
+    """peft's annotation of each option (its dataclasses do not check them)."""
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # an annotation that does not resolve: peft's own checks are all there is
+        return {}
+
+
+def fits(value: Any, kind: Any) -> bool:
+    """Does a spec value fit peft's annotation? Classes we do not know are left to peft."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is Any:
+        return True
+    if kind is type(None):
+        return value is None
+    if origin in (Union, types.UnionType):
+        return any(fits(value, a) for a in args)
+    if origin is Literal:
+        return any(value == a and isinstance(value, bool) == isinstance(a, bool) for a in args) or (
+            isinstance(value, str) and any(isinstance(a, str) and "[" in a and value.startswith(a.split("[")[0])
+                                           for a in args))  # peft's 'pissa_niter_[number of iters]'
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind in (int, float):  # peft annotates lora_alpha int and takes 16.0: any finite number
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind is str:
+        return isinstance(value, str)
+    if kind is list or origin is list:
+        return isinstance(value, list) and (not args or all(fits(v, args[0]) for v in value))
+    if kind is dict or origin is dict:
+        return isinstance(value, dict)
+    if origin is tuple:
+        return isinstance(value, (list, tuple))
+    return True
+
+
+def _type_name(kind: Any) -> str:
+    return str(kind).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,12 +136,19 @@ class PeftAny(Method):
                 close = difflib.get_close_matches(key, valid, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ValueError(f"{key}: not a key of peft's {config_cls.__name__}{hint} (got {options[key]!r})")
-        for key, v in options.items():  # what peft leaves unchecked: ranks and dropout rates
+        kinds = option_types(config_cls)
+        for key, v in list(options.items()):  # what peft leaves unchecked: types, ranks, dropout rates
+            annotation = kinds.get(key, Any)
+            rank = key in ("r", "init_r", "target_r")
+            if isinstance(v, str) and DECIMAL.fullmatch(v) and not rank and fits(0.5, annotation) and not fits(v, annotation):
+                options[key] = v = float(v)  # "1e-3" as YAML 1.1 leaves it, for a real-valued option
             bad_number = isinstance(v, bool) or not isinstance(v, (int, float))
-            if key == "r" and (bad_number or v < 1):
-                raise ValueError(f"r: must be an integer >= 1 (got {v!r})")
+            if rank and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"{key}: must be an integer >= 1 (got {v!r})")
             if key.endswith("dropout") and (bad_number or not 0 <= v < 1):
                 raise ValueError(f"{key}: must be in [0, 1) (got {v!r})")
+            if not fits(v, annotation):
+                raise ValueError(f"{key}: peft's {config_cls.__name__} takes {_type_name(annotation)} (got {v!r})")
         try:
             config_cls(**options)
         except (TypeError, ValueError) as e:
@@ -118,7 +171,13 @@ class PeftAny(Method):
 
         from trainers.families import arch_for
 
+        from trainers.methods.lora import check_rank
+
         d = model_config if isinstance(model_config, dict) else model_config.to_dict()
+        if config.type in ("LORA", "ADALORA"):  # low-rank updates of d-wide projections
+            for name, rank in config.options:
+                if name in ("r", "init_r", "target_r"):
+                    check_rank(rank, name, d)
         key = repr(config) + json.dumps(d, sort_keys=True, default=str)
         if key not in _CHECKED:
             options = {k: v for k, v in d.items() if k != "model_type"}
