@@ -90,9 +90,10 @@ def run(spec: str, data_dir: str | None, tracking_uri: str | None, max_trials: i
     out = _out_dir(out or Path("peftsearch-out") / s.name)
     from rich.console import Console
 
-    from search.runner import run_search
+    from search.runner import check_fits, local_resources, run_search
     from search.uris import mask
 
+    check_fits(s, local=not address, have=local_resources(s))  # a trial the local Ray cannot hold
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     console.print(f"[bold]{s.name}[/]: {count(s.trial_count(), 'trial')} on {s.backbone} → {mask(s.tracking.uri)}")
 
@@ -158,12 +159,11 @@ def resume(out: Path, address: str | None, tracking_uri: str | None) -> None:
     out = _out_dir(out)
     from rich.console import Console
 
-    from search.runner import resume_search
-
-    from search.runner import load_state
+    from search.runner import check_fits, load_state, local_resources, resume_search
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     spec = load_state(out, tracking_uri)[0]  # the edge, before Ray starts
+    check_fits(spec, local=not address, have=local_resources(spec))
     _report(console, spec.tracking.uri,
             lambda: resume_search(out, address=address, console=console, tracking_uri=tracking_uri))
 

@@ -6,7 +6,9 @@ mapping (PyYAML would keep the last silently), a key that is not text, nesting d
 MAX_DEPTH (PyYAML's composer recurses: a deep file would end in RecursionError), more aliases than
 ALIAS_BUDGET (a "billion laughs" alias bomb expands exponentially once anything copies it), and
 values no spec field takes: ``!!binary`` bytes, ``!!set``, ``!!omap``, ``!!pairs``, and dates
-(``!!timestamp``, or an unquoted ``2024-01-01``, which YAML 1.1 reads as a date). It also reads
+(``!!timestamp``, or an unquoted ``2024-01-01``, which YAML 1.1 reads as a date), and the two
+integers YAML 1.1 reads unlike YAML 1.2 and unlike a reader: ``010`` (octal 8) and ``1:30``
+(base 60, 90). It also reads
 YAML 1.2 floats without a dot (``3e-5``, ``1e9``, ``.5e3``), which YAML 1.1 leaves as strings.
 """
 from __future__ import annotations
@@ -96,6 +98,33 @@ def _shown(node) -> str:
     return repr(value if len(value) <= 40 else value[:37] + "...")
 
 
+_OCTAL_11 = re.compile(r"^[-+]?0[0-7_]+$")  # YAML 1.1 octal; YAML 1.2 reads the same digits as decimal
+
+
+def _int(loader: _Loader, node):
+    """YAML 1.1 reads ``010`` as octal 8 and ``1:30`` (base 60) as 90, where a reader (and
+    YAML 1.2) sees 10 and text: refuse both rather than guess; other integers as PyYAML reads them."""
+    line = node.start_mark.line + 1
+    if ":" in node.value:
+        raise YamlError(f"{loader.name}:{line}: {node.value} is a base-60 number in YAML 1.1 "
+                        f"({yaml.SafeLoader.construct_yaml_int(loader, node)}); quote it for text, got {node.value!r}")
+    if _OCTAL_11.match(node.value) and node.value.lstrip("+-").replace("_", "").strip("0"):  # 0 and 00 are 0
+        raise YamlError(f"{loader.name}:{line}: {node.value} is octal in YAML 1.1 "
+                        f"({yaml.SafeLoader.construct_yaml_int(loader, node)}) and decimal in YAML 1.2; "
+                        f"write it without the leading zero, got {node.value!r}")
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+def _float(loader: _Loader, node):
+    if ":" in str(node.value):
+        raise YamlError(f"{loader.name}:{node.start_mark.line + 1}: {node.value} is a base-60 number in YAML 1.1 "
+                        f"({yaml.SafeLoader.construct_yaml_float(loader, node)}); quote it for text, "
+                        f"got {node.value!r}")
+    return yaml.SafeLoader.construct_yaml_float(loader, node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _float)
 for _tag, _what in _REFUSED_TAGS.items():
     _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse(_what))
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+.0123456789"))

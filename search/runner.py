@@ -216,6 +216,7 @@ def _free_accelerator_memory(torch) -> None:
 def run_search(spec: Spec, *, out_dir: Path, address: str | None = None, console=None) -> SearchOutcome:
     start = time.monotonic()
     _init_ray(address)  # before the search's runs exist: a Ray that does not start leaves nothing RUNNING
+    check_fits(spec, local=not address)
     ctx, storage = open_search(spec, out_dir)
     return _finish(spec, build_tuner(spec, ctx, out_dir=out_dir, storage=storage, console=console), ctx, out_dir, start)
 
@@ -306,6 +307,7 @@ def resume_search(out_dir: Path, *, address: str | None = None, console=None,
 
     path = str(Path(state["storage"]) / ctx.search_id)
     _init_ray(address)
+    check_fits(spec, local=not address)
     if not tune.Tuner.can_restore(path):
         raise ValueError(f"out: the search has no Ray Tune state to restore at {path}")
     start = time.monotonic()
@@ -442,6 +444,45 @@ RAY_START_TIMEOUT = 180.0
 class _NoTrialTracebacks(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.msg).startswith("Trial task failed")
+
+
+def check_fits(spec: Spec, *, local: bool, have: dict | None = None) -> None:
+    """A trial that asks for more CPUs or GPUs than the local Ray has would wait forever (Tune
+    queues it and says nothing); refuse it in one line before anything is written. A cluster may
+    scale up to fit (KubeRay's autoscaler), so there this applies to the local Ray only.
+
+    ``have``: the machine's CPUs and GPUs as the embedded Ray will count them (``local_resources``,
+    checked by the CLI before anything starts); by default the running Ray's own count."""
+    import ray
+
+    if not local:
+        return
+    started = have is None
+    have = ray.cluster_resources() if started else have
+    for field, key in (("cpu", "CPU"), ("gpu", "GPU")):
+        asked, there = float(getattr(spec.resources, field)), float(have.get(key, 0))
+        if asked > there:
+            if started:
+                ray.shutdown()  # the embedded Ray was ours; nothing of the search exists yet
+            raise ValueError(f"resources.{field}: a trial asks for {count(f'{asked:g}', key)} and the local Ray "
+                             f"has {there:g}; ask for at most {there:g} here, or run on a cluster with --address, "
+                             f"got {asked:g}")
+
+
+def local_resources(spec: Spec) -> dict:
+    """What the embedded Ray will find on this machine: CPUs as Ray counts them (cgroup quota
+    included), and GPUs where the spec asks for any (counting them needs torch)."""
+    try:
+        from ray._private.utils import get_num_cpus  # what ray.init(address="local") uses for num_cpus
+        cpus = get_num_cpus()
+    except (ImportError, AttributeError):  # a Ray without it: the running Ray's count still applies
+        cpus = os.cpu_count() or 1
+    have = {"CPU": float(cpus)}
+    if spec.resources.gpu > 0:
+        import torch
+
+        have["GPU"] = float(torch.cuda.device_count())
+    return have
 
 
 class RayStartError(RuntimeError):

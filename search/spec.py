@@ -124,6 +124,8 @@ class Range(_Strict):
         raw = dict(raw)
         for end in ("low", "high"):
             v = raw.get(end)
+            if isinstance(v, EnvText) and re.fullmatch(r"\s*[-+]?[0-9]+\s*", v):  # ${LOW}=8: an integer end
+                raw[end] = v = int(v)
             if isinstance(v, str):  # "1e-5" as YAML 1.1 leaves it: a real number; other text is not one
                 if not DECIMAL.fullmatch(v):
                     raise ValueError(f"{end} must be a number (got {v!r})")
@@ -374,11 +376,11 @@ def _check_number(field: str, raw: Any, value: Any, cap: float | None) -> None:
     """What pydantic's lax mode let through, from the value as given (``raw``) and as validated."""
     if isinstance(raw, bool) and not isinstance(value, bool):
         raise ValueError(f"{field}: must be a number; a boolean is not one (got {raw!r})")
-    if isinstance(value, bool) and not isinstance(raw, bool):
+    if isinstance(value, bool) and not isinstance(raw, bool) and not _env_value_ok(raw, value):
         raise ValueError(f"{field}: must be true or false (got {raw!r})")
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"{field}: must be a finite number (got {raw!r})")
-    if isinstance(raw, str) and isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(raw, str) and isinstance(value, int) and not isinstance(value, bool) and not _env_value_ok(raw, value):
         raise ValueError(f"{field}: must be a whole number, not text (write 8, not \"8\") (got {raw!r})")
     if isinstance(raw, str) and isinstance(value, float) and not DECIMAL.fullmatch(raw):
         raise ValueError(f"{field}: must be a number; text is read as one only in YAML 1.2's decimal syntax, "
@@ -652,9 +654,24 @@ def check_plain(value: Any, where: str = "", depth: int = 0) -> None:
                         f"got {short(value)} ({type(value).__name__})")
 
 
+class EnvText(str):
+    """A whole value that was one ``${NAME}``: the environment holds only text, so a number or
+    boolean field takes it as the number or boolean it spells (``rank: ${RANK}`` with RANK=8),
+    where text written in the spec itself (``rank: "8"``) is refused."""
+
+
+def _env_value_ok(raw: Any, value: Any) -> bool:
+    if not isinstance(raw, EnvText):
+        return False
+    if isinstance(value, bool):
+        return raw.strip().lower() in ("true", "false")
+    return bool(re.fullmatch(r"\s*[-+]?[0-9]+\s*", raw)) if isinstance(value, int) else True
+
+
 def expand_env(value: str, where: str, environ) -> str:
     """Every ``${NAME}`` in ``value`` replaced by the environment's NAME; a ``${`` that is not
-    closed, names nothing, or names no variable that is set is one line naming the field."""
+    closed, names nothing, or names no variable that is set is one line naming the field. A value
+    that is one ``${NAME}`` and nothing else comes back as ``EnvText``."""
     out, i = [], 0
     while (start := value.find("${", i)) != -1:
         end = value.find("}", start + 2)
@@ -669,7 +686,8 @@ def expand_env(value: str, where: str, environ) -> str:
             raise SpecError(f"{where}: ${{{name}}} is not set in the environment (got {value!r})")
         out += [value[i:start], environ[name]]
         i = end + 1
-    return "".join(out) + value[i:]
+    whole = value.startswith("${") and value.find("}") == len(value) - 1
+    return EnvText(environ[value[2:-1]]) if whole else "".join(out) + value[i:]
 
 
 def interpolate(raw: dict[str, Any], environ) -> dict[str, Any]:

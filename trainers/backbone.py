@@ -71,17 +71,22 @@ def _load_model(source: str, arch: Arch, route: Route, num_labels: int) -> tuple
     from transformers import (AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM,
                               AutoModelForSequenceClassification)
 
+    from trainers.attention import use_lean_attention
     from trainers.lm import CausalScorer, DecoderClassifier, Seq2SeqScorer
+
+    def lean(model):  # CPU training keeps less per attention layer (trainers/attention.py)
+        use_lean_attention(model)
+        return model
 
     if arch.family == "encoder":
         model, info = AutoModelForSequenceClassification.from_pretrained(
             source, num_labels=num_labels, output_loading_info=True)
-        return model, head_parameter_names(model, info.get("missing_keys", ()))
+        return lean(model), head_parameter_names(model, info.get("missing_keys", ()))
     if arch.family == "seq2seq":
-        return Seq2SeqScorer(AutoModelForSeq2SeqLM.from_pretrained(source)), frozenset()
+        return Seq2SeqScorer(lean(AutoModelForSeq2SeqLM.from_pretrained(source))), frozenset()
     if route == "lm":
-        return CausalScorer(AutoModelForCausalLM.from_pretrained(source)), frozenset()
-    return DecoderClassifier(AutoModel.from_pretrained(source), num_labels), frozenset({"score.weight"})
+        return CausalScorer(lean(AutoModelForCausalLM.from_pretrained(source))), frozenset()
+    return DecoderClassifier(lean(AutoModel.from_pretrained(source)), num_labels), frozenset({"score.weight"})
 
 
 def load_posed(name: str, task, *, route: str = "auto"):

@@ -285,3 +285,55 @@ def test_yaml_12_floats_are_floats(tmp_path, data_dir, base_spec):
     text = _yaml(base_spec(data_dir)).decode().replace("- 1.0e-05", "- 1e-5")
     (tmp_path / "s.yaml").write_text(text)
     assert load_spec(tmp_path / "s.yaml").methods["finetune"]["lr"][0] == 1e-5
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("seeds: [010, 1]", "010 is octal in YAML 1.1 (8)"),
+    ("training: {max_epochs: 1, patience: 01}", "01 is octal in YAML 1.1 (1)"),
+    ("training: {max_epochs: 1:30}", "1:30 is a base-60 number in YAML 1.1 (90)"),
+    ("training: {max_epochs: 1, warmup_ratio: 0:30.5}", "0:30.5 is a base-60 number"),
+])
+def test_yaml_11_integers_that_read_unlike_they_look_are_refused(text, expected, tmp_path, data_dir, base_spec):
+    """PyYAML would read 010 as 8 and 1:30 as 90, silently; YAML 1.2 and a reader see 10 and text."""
+    raw = {k: v for k, v in base_spec(data_dir).items() if k not in ("seeds", "training")}
+    (tmp_path / "spec.yaml").write_bytes(_yaml(raw) + text.encode() + b"\n")
+    for command in ("validate", "run"):
+        line = refused([command, "spec.yaml"], tmp_path, expected)
+        assert "spec.yaml:" in line  # the file and the line
+
+
+def test_zero_and_other_bases_still_read_as_numbers(tmp_path, data_dir, base_spec):
+    from search.spec import load_spec
+
+    raw = {k: v for k, v in base_spec(data_dir).items() if k != "seeds"}
+    (tmp_path / "s.yaml").write_bytes(_yaml(raw) + b"seeds: [00, 0x10, 1_000]\n")
+    assert load_spec(tmp_path / "s.yaml").seeds[:3] == [0, 16, 1000]
+
+
+def test_a_whole_value_from_the_environment_is_read_as_the_number_it_spells(tmp_path, data_dir, monkeypatch,
+                                                                            base_spec):
+    """The environment holds only text: rank: ${RANK} with RANK=8 is the integer 8, while text
+    written in the spec itself ("8") stays refused, and text that spells no number is refused."""
+    from search.space import expand
+    from search.spec import load_spec
+
+    raw = base_spec(data_dir)
+    raw["methods"]["lora"] = {"lr": ["${LR}"], "rank": ["${RANK}"]}
+    raw["seeds"] = ["${SEED}"]
+    raw["training"]["max_epochs"] = "${EPOCHS}"
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("LR", "3e-4")
+    monkeypatch.setenv("RANK", "8")
+    monkeypatch.setenv("SEED", "7")
+    monkeypatch.setenv("EPOCHS", "2")
+    spec = load_spec(tmp_path / "spec.yaml")
+    assert spec.seeds == [7] and spec.training.max_epochs == 2
+    lora = [t.config for t in expand(spec) if t.config.method == "lora"][0]
+    assert lora.method_params["rank"] == 8 and lora.optim.lr == 3e-4
+    monkeypatch.setenv("RANK", "8.5")
+    refused(["validate", "spec.yaml"], tmp_path, "methods.lora.rank")
+    monkeypatch.setenv("RANK", "eight")
+    refused(["validate", "spec.yaml"], tmp_path, "methods.lora.rank")
+    monkeypatch.setenv("RANK", "8")
+    monkeypatch.setenv("EPOCHS", "true")
+    refused(["validate", "spec.yaml"], tmp_path, "training.max_epochs")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -69,3 +70,29 @@ def test_a_bad_wait_setting_is_refused(monkeypatch):
     monkeypatch.setenv(runner.RAY_START_TIMEOUT_ENV, "soon")
     with pytest.raises(ValueError, match="PEFTSEARCH_RAY_START_TIMEOUT: must be a number of seconds"):
         runner._start_with_patience(lambda: None)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("field,value", [("cpu", "cpus + 1"), ("gpu", "1")])
+def test_a_trial_larger_than_the_local_ray_is_refused_before_anything_is_written(field, value, tmp_path, data_dir,
+                                                                                 base_spec):
+    """Tune would queue such a trial forever, silently; the real embedded Ray is started and asked."""
+    import os
+
+    import yaml
+
+    if field == "gpu":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
+    asked = eval(value, {"cpus": os.cpu_count()})
+    spec = base_spec(data_dir) | {"resources": {"cpu": asked if field == "cpu" else 1, "gpu": asked if field == "gpu" else 0}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    proc = subprocess.run([sys.executable, "-m", "search.cli", "run", "spec.yaml"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=400, env=os.environ | {"PYTHONPATH": str(Path(runner.__file__).parents[1])})
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert len(lines) == 1 and lines[0].startswith(f"peftsearch: error: resources.{field}: a trial asks for"), lines
+    assert "Traceback" not in proc.stderr and f"got {asked:g}" in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]  # no mlflow.db, no output directory
