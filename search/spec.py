@@ -124,7 +124,7 @@ class Range(_Strict):
         raw = dict(raw)
         for end in ("low", "high"):
             v = raw.get(end)
-            if isinstance(v, EnvText) and re.fullmatch(r"\s*[-+]?[0-9]+\s*", v):  # ${LOW}=8: an integer end
+            if isinstance(v, EnvText) and _INTEGER_TEXT.fullmatch(v):  # ${LOW}=8: an integer end
                 raw[end] = v = int(v)
             if isinstance(v, str):  # "1e-5" as YAML 1.1 leaves it: a real number; other text is not one
                 if not DECIMAL.fullmatch(v):
@@ -654,6 +654,9 @@ def check_plain(value: Any, where: str = "", depth: int = 0) -> None:
                         f"got {short(value)} ({type(value).__name__})")
 
 
+_INTEGER_TEXT = re.compile(r"\s*[-+]?[0-9]+\s*")  # an environment variable's text that spells an integer
+
+
 class EnvText(str):
     """A whole value that was one ``${NAME}``: the environment holds only text, so a number or
     boolean field takes it as the number or boolean it spells (``rank: ${RANK}`` with RANK=8),
@@ -665,7 +668,7 @@ def _env_value_ok(raw: Any, value: Any) -> bool:
         return False
     if isinstance(value, bool):
         return raw.strip().lower() in ("true", "false")
-    return bool(re.fullmatch(r"\s*[-+]?[0-9]+\s*", raw)) if isinstance(value, int) else True
+    return bool(_INTEGER_TEXT.fullmatch(raw)) if isinstance(value, int) else True
 
 
 def expand_env(value: str, where: str, environ) -> str:

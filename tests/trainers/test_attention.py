@@ -90,6 +90,7 @@ def test_a_model_switched_to_it_saves_less_and_infers_the_same():
 
 
 def test_it_hands_everything_else_to_sdpa(monkeypatch):
+    """transformers' sdpa is replaced by a recorder here (a stand-in, to count which calls reach it)."""
     import transformers.integrations.sdpa_attention as sdpa
 
     calls = []
