@@ -14,7 +14,8 @@ from pathlib import Path
 from trainers.bench import load_line
 
 
-def run_bench(spec_ref: str, *, data_dir: str, max_epochs: int | None = None, echo=print, console=None) -> list[dict]:
+def run_bench(spec_ref: str, *, data_dir: str, max_epochs: int | None = None, malloc: str | None = None, echo=print,
+              console=None) -> list[dict]:
     from search.runner import run_search
     from search.spec import load_spec
     from tracking.store import load_trials
@@ -24,8 +25,10 @@ def run_bench(spec_ref: str, *, data_dir: str, max_epochs: int | None = None, ec
         overrides = {"data.source": "local", "data.dir": str(Path(data_dir).resolve()), "tracking.uri": uri}
         if max_epochs:
             overrides["training.max_epochs"] = max_epochs
+        if malloc:
+            overrides["resources.malloc"] = malloc
         spec = load_spec(spec_ref, overrides=overrides)
-        echo(f"{spec.name}: {spec.trial_count()} trials on {spec.backbone} ...")
+        echo(f"{spec.name}: {spec.trial_count()} trials on {spec.backbone}, resources.malloc {spec.resources.malloc} ...")
         run_search(spec, out_dir=Path(tmp) / "out", console=console)  # the progress lines of `run`
         trials = load_trials(uri, spec.name, finished_only=False)
     cols = ["method", "config_id", "seed", "peak_rss_mb", "peak_gpu_mb", "wall_seconds", "inference_ms_per_example"]

@@ -556,13 +556,14 @@ def bench_cli_cmd(repeats: int) -> None:
 @click.argument("spec", default="rte-minilm-quick")
 @click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
 @click.option("--max-epochs", type=click.IntRange(min=1), help="Override the spec's training.max_epochs.")
-def bench_memory(spec: str, data_dir: str, max_epochs: int | None) -> None:
+@click.option("--malloc", type=click.Choice(["default", "lean"]), help="Override the spec's resources.malloc.")
+def bench_memory(spec: str, data_dir: str, max_epochs: int | None, malloc: str | None) -> None:
     """Peak resident (and GPU) memory of every trial of a real search of SPEC [default: the demo]."""
     from rich.console import Console
 
     from search.bench_memory import run_bench, table
 
-    rows = run_bench(spec, data_dir=data_dir, max_epochs=max_epochs, echo=lambda s: click.echo(s, err=True),
+    rows = run_bench(spec, data_dir=data_dir, max_epochs=max_epochs, malloc=malloc, echo=lambda s: click.echo(s, err=True),
                      console=Console(stderr=True, highlight=False, soft_wrap=True))
     click.echo(table(rows))
 

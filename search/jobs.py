@@ -40,12 +40,12 @@ def passed_env() -> dict[str, str]:
     return {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
 
 
-def driver_runtime_env() -> dict | None:
-    """For ray.init of a driver outside a job (inside one, the job's runtime_env already has
-    these, and Ray refuses the same variable twice)."""
+def driver_runtime_env(worker_env: dict[str, str] | None = None) -> dict | None:
+    """For ray.init of a driver outside a job: the PASSED_ENV variables and WORKER_ENV (inside a
+    job, the job's runtime_env already has these, and Ray refuses the same variable twice)."""
     from ray._private.runtime_env.constants import RAY_JOB_CONFIG_JSON_ENV_VAR
 
-    env = passed_env()
+    env = passed_env() | (worker_env or {})
     return {"env_vars": env} if env and RAY_JOB_CONFIG_JSON_ENV_VAR not in os.environ else None
 
 
@@ -77,8 +77,10 @@ def submit(spec: Spec, *, address: str, out: str | None = None) -> str:
     from search.uris import has_secret
 
     check_cluster_tracking(spec)
+    from trainers.memory import worker_env
+
     client = _client(address)
-    env = passed_env()
+    env = passed_env() | worker_env(spec.resources.malloc)
     raw = stored_spec(spec)
     if has_secret(spec.tracking.uri):  # the package holds no password: the job's environment does
         raw["tracking"]["uri"] = "${MLFLOW_TRACKING_URI}"

@@ -18,6 +18,7 @@ from search.progress import Progress
 from search.spec import DEFAULT_MAX_TRIALS, Spec, parse_spec
 from search.uris import has_secret, mask
 from trainers.config import TrialConfig
+from trainers.memory import worker_env
 from tracking import provenance, runs
 from tracking.html_report import write_report
 from tracking.report import write_evp, write_summary
@@ -215,7 +216,7 @@ def _free_accelerator_memory(torch) -> None:
 
 def run_search(spec: Spec, *, out_dir: Path, address: str | None = None, console=None) -> SearchOutcome:
     start = time.monotonic()
-    _init_ray(address)  # before the search's runs exist: a Ray that does not start leaves nothing RUNNING
+    _init_ray(address, worker_env(spec.resources.malloc))  # before the search's runs exist: a Ray that does not start leaves nothing RUNNING
     check_fits(spec, local=not address)
     ctx, storage = open_search(spec, out_dir)
     return _finish(spec, build_tuner(spec, ctx, out_dir=out_dir, storage=storage, console=console), ctx, out_dir, start)
@@ -306,7 +307,7 @@ def resume_search(out_dir: Path, *, address: str | None = None, console=None,
     pruning.remember_uri(spec.tracking.uri)  # the restored callbacks hold it masked
 
     path = str(Path(state["storage"]) / ctx.search_id)
-    _init_ray(address)
+    _init_ray(address, worker_env(spec.resources.malloc))
     check_fits(spec, local=not address)
     if not tune.Tuner.can_restore(path):
         raise ValueError(f"out: the search has no Ray Tune state to restore at {path}")
@@ -489,7 +490,9 @@ class RayStartError(RuntimeError):
     """The embedded Ray did not come up. str() is one line."""
 
 
-def _init_ray(address: str | None) -> None:
+def _init_ray(address: str | None, worker_env: dict[str, str] | None = None) -> None:
+    """Start (or join) Ray; trial workers get WORKER_ENV (trainers/memory.py: worker_env) through
+    the driver's runtime_env. Where Ray is already up in this process, it is left as it is."""
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -510,13 +513,14 @@ def _init_ray(address: str | None) -> None:
     if address:
         from search.jobs import driver_runtime_env  # joining a cluster: MLflow credentials for its nodes
 
-        ray.init(address=address, runtime_env=driver_runtime_env(), **kwargs)
+        ray.init(address=address, runtime_env=driver_runtime_env(worker_env), **kwargs)
         return
+    env = {"env_vars": worker_env} if worker_env else None
     # "local": start our own instance (ray.init(None) would join any cluster running here), bound
     # to loopback only. Ray turns a 127.0.0.1 node address into the machine's address unless it
     # runs single-node, which its RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 switch selects (on Linux too).
     _single_node_ray()
-    _start_with_patience(lambda: ray.init(address="local", _node_ip_address="127.0.0.1", **kwargs))
+    _start_with_patience(lambda: ray.init(address="local", _node_ip_address="127.0.0.1", runtime_env=env, **kwargs))
 
 
 def _single_node_ray() -> None:

@@ -86,7 +86,10 @@ def device_name() -> str:
 def trial_tags(cfg) -> dict[str, str]:
     from trainers.backbone import resolve_backbone
 
-    return ({"peftsearch.backbone_hash": backbone_hash(resolve_backbone(cfg.backbone)), "peftsearch.device": device_name()}
+    from trainers.memory import allocator_tag
+
+    return ({"peftsearch.backbone_hash": backbone_hash(resolve_backbone(cfg.backbone)), "peftsearch.device": device_name(),
+             "peftsearch.malloc": allocator_tag()}
             | {f"peftsearch.version.{p}": v for p, v in versions().items()})
 
 

@@ -98,6 +98,7 @@ CORPUS = [
     Case("patience-zero", "training.patience: must be >= 1, got 0", {"training.patience": 0}),
     Case("max-epochs-a-string", "training.max_epochs: Input should be a valid integer", {"training.max_epochs": "many"}),
     Case("cpu-zero", "resources.cpu: Input should be greater than 0", {"resources.cpu": 0}),
+    Case("malloc-unknown", "resources.malloc: Input should be 'default' or 'lean'", {"resources.malloc": "jemalloc"}),
     Case("max-failures-negative", "search.max_failures: Input should be greater than or equal to 0", {"search.max_failures": -1}),
     Case("seeds-repeated", "seeds: must not repeat values, got 0 twice", {"seeds": [0, 0]}),
     Case("seeds-a-string", "seeds: Input should be a valid list", {"seeds": "0,1"}),

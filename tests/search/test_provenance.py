@@ -1,6 +1,6 @@
 """Provenance in MLflow from a real search (`peftsearch run`, embedded Ray, real RTE files, a tiny
 config-built BERT, training.save_model): each trial's datasets with the digests of the files read,
-the backbone hash, package versions and device; the saved artefact as an MLflow 3 logged model
+the backbone hash, package versions, device and allocator settings; the saved artefact as an MLflow 3 logged model
 linked to its run; the experiment kind; and MLflow's own UI in headless Chromium showing the
 trial's Dataset column and the logged model."""
 from __future__ import annotations
@@ -30,7 +30,7 @@ def search(tmp_path_factory, data_dir, tiny_bert):
             "tasks": ["rte"], "methods": {"bitfit": {"lr": [1e-3]}}, "seeds": [0],
             "training": {"max_epochs": 1, "patience": 1, "batch_size": 8, "max_length": 64, "max_train_examples": 16,
                          "max_eval_examples": 16, "save_model": True},
-            "resources": {"cpu": 1}, "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}"}}
+            "resources": {"cpu": 1, "malloc": "lean"}, "tracking": {"uri": f"sqlite:///{tmp / 'mlflow.db'}"}}
     (tmp / "spec.yaml").write_text(yaml.safe_dump(spec))
     proc = subprocess.run([sys.executable, "-m", "search.cli", "run", str(tmp / "spec.yaml"), "--out", str(tmp / "out")],
                           cwd=tmp, capture_output=True, text=True, timeout=900)
@@ -64,6 +64,9 @@ def test_trial_logs_backbone_hash_versions_and_device(search, tiny_bert):
     assert tags["peftsearch.version.torch"] == torch.__version__
     assert {"transformers", "peft", "ray", "mlflow", "peftsearch"} <= {k.split(".")[-1] for k in tags if ".version." in k}
     assert tags["peftsearch.device"].startswith("cpu")
+    # resources.malloc: lean reached the trial's worker through Ray's runtime_env, at its start
+    assert "MALLOC_MMAP_THRESHOLD_=2097152" in tags["peftsearch.malloc"], tags["peftsearch.malloc"]
+    assert "GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in tags["peftsearch.malloc"], tags["peftsearch.malloc"]
 
 
 def test_saved_artefact_is_a_logged_model_of_its_run_and_kind_is_set(search):

@@ -128,7 +128,9 @@ def test_a_submitted_package_holds_no_password(postgres_server, monkeypatch):
     monkeypatch.setattr(jobs, "_client", lambda address: Client())
     uri = postgres_server("submitted").replace("postgres@", f"postgres:{PLANTED}@")
     spec = parse_spec({"name": "s", "backbone": "org/m", "tasks": ["rte"], "methods": {"finetune": {"lr": 1e-3}},
-                       "tracking": {"uri": uri}})
+                       "resources": {"malloc": "lean"}, "tracking": {"uri": uri}})
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
     assert jobs.submit(spec, address="http://head:8265") == "job-1"
+    assert seen["env"]["MALLOC_MMAP_THRESHOLD_"] == "2097152"  # resources.malloc reaches the job's workers too
     assert PLANTED not in seen["spec"] and "${MLFLOW_TRACKING_URI}" in seen["spec"]
     assert seen["env"]["MLFLOW_TRACKING_URI"] == uri

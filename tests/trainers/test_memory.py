@@ -38,3 +38,54 @@ def test_a_trial_reports_its_peak_memory_and_inference_time(tiny_bert, data_dir)
     assert 50 < r.peak_rss_mb < 4000  # torch alone is a few hundred MB resident
     assert math.isnan(r.peak_gpu_mb)  # CPU only here
     assert 0 < r.inference_ms_per_example < 1000
+
+
+# ---- resources.malloc: lean (trainers/memory.py: worker_env) ----------------------------------------
+_FRAGMENT = textwrap.dedent("""
+    import ctypes
+    from trainers import memory
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    libc.free(libc.malloc(3 << 20))  # a freed 3 MB map: glibc's default raises its threshold to 3 MB
+    blocks, pins = [], []
+    for _ in range(100):  # 300 MB of 3 MB blocks, each pinned below the next by a small live block
+        b = libc.malloc(3 << 20)
+        ctypes.memset(b, 1, 3 << 20)
+        blocks.append(b)
+        pins.append(libc.malloc(64))
+    before = memory.resident_mb()
+    for b in blocks:
+        libc.free(b)
+    print(before - memory.resident_mb(), memory.allocator_tag())
+""")
+
+
+def _fragment(env: dict[str, str]) -> tuple[float, str]:
+    import os
+
+    clean = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES" and not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", _FRAGMENT], capture_output=True, text=True, check=True,
+                         env=clean | env).stdout.split(maxsplit=1)
+    return float(out[0]), out[1].strip()
+
+
+def test_lean_malloc_hands_freed_blocks_back_where_the_default_keeps_them_resident():
+    from trainers.memory import worker_env
+
+    kept_default, tag_default = _fragment({})
+    released_lean, tag_lean = _fragment(worker_env("lean", environ={}))
+    assert kept_default < 50, kept_default  # glibc's heap holds the freed blocks (the fragmentation)
+    assert released_lean > 250, released_lean  # mapped blocks go back to the OS when freed
+    assert tag_default == "default"
+    assert "MALLOC_MMAP_THRESHOLD_=2097152" in tag_lean and "glibc.malloc.hugetlb=1" in tag_lean
+
+
+def test_worker_env_keeps_what_the_user_set():
+    from trainers.memory import LEAN_ENV, worker_env
+
+    assert worker_env("default", environ={}) == {}
+    assert worker_env("lean", environ={}) == LEAN_ENV
+    mine = {"MALLOC_MMAP_THRESHOLD_": "131072", "GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
+    assert worker_env("lean", environ=mine) == {}  # the user's settings stand; none is added to them
+    assert worker_env("lean", environ={"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}) == {"MALLOC_MMAP_THRESHOLD_": "2097152"}
