@@ -2,6 +2,7 @@
 password in a URI never leaves the spec (``mask``, ``redact``)."""
 from __future__ import annotations
 
+import math
 import os
 import re
 import urllib.error
@@ -99,7 +100,8 @@ def _parse(uri: str, *, host: bool) -> urllib.parse.SplitResult:
 
 def _sqlite(uri: str) -> str:
     shown = mask(uri)
-    path = uri.split("://", 1)[1].split("?", 1)[0]
+    path, _, query = uri.split("://", 1)[1].partition("?")
+    query = _sqlite_query(query, shown)
     if path in ("", "/", "/:memory:"):
         raise ValueError(f"an in-memory SQLite database cannot be shared with trial processes, got {shown!r}")
     if not path.startswith("/"):
@@ -119,7 +121,30 @@ def _sqlite(uri: str) -> str:
         raise ValueError(f"the database's directory does not exist, got {shown!r}")
     if not os.access(file if kind else file.parent, os.W_OK):
         raise ValueError(f"the database is not writable, got {shown!r}")
-    return f"sqlite:///{file}"
+    return f"sqlite:///{file}" + (f"?{query}" if query else "")
+
+
+def _sqlite_query(query: str, shown: str) -> str:
+    """The one SQLite URI parameter kept: ?timeout=SECONDS, how long a writer waits for the lock
+    (SQLAlchemy hands it to sqlite3.connect). Any other would fail there, at the first trial."""
+    if not query:
+        return ""
+    from urllib.parse import parse_qsl
+
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        pairs = [("", query)]
+    for key, value in pairs:
+        if key != "timeout" or len(pairs) > 1:
+            raise ValueError(f"a SQLite URI takes one parameter, ?timeout=SECONDS, got {shown!r}")
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+        if not (0 < seconds < math.inf):
+            raise ValueError(f"?timeout= must be a positive number of seconds, got {shown!r}")
+    return query
 
 
 def _database(uri: str) -> str:

@@ -142,6 +142,10 @@ CORPUS = [
          {"tracking.uri": f"sqlite:////tmp/{LONG}.db"}),
     Case("tracking-sqlite-unknown-user", "tracking.uri: ~nosuchuser4242 names no user", {"tracking.uri": "sqlite:///~nosuchuser4242/m.db"}),
     Case("tracking-in-memory", "tracking.uri: an in-memory SQLite database", {"tracking.uri": "sqlite:///:memory:"}),
+    Case("tracking-sqlite-unknown-parameter", "tracking.uri: a SQLite URI takes one parameter, ?timeout=SECONDS",
+         {"tracking.uri": "sqlite:///m.db?journal=wal"}),
+    Case("tracking-sqlite-timeout-text", "tracking.uri: ?timeout= must be a positive number of seconds",
+         {"tracking.uri": "sqlite:///m.db?timeout=soon"}),
     Case("tracking-port-not-a-number", "tracking.uri: the port must be a number in 1-65535",
          {"tracking.uri": "http://127.0.0.1:fivethousand"}),
     Case("tracking-port-out-of-range", "tracking.uri: the port must be a number in 1-65535", {"tracking.uri": "http://127.0.0.1:99999"}),
@@ -301,6 +305,17 @@ def test_yaml_11_integers_that_read_unlike_they_look_are_refused(text, expected,
     for command in ("validate", "run"):
         line = refused([command, "spec.yaml"], tmp_path, expected)
         assert "spec.yaml:" in line  # the file and the line
+
+
+def test_a_sqlite_timeout_is_kept_when_the_path_is_made_absolute(tmp_path, data_dir, base_spec, monkeypatch):
+    from search.spec import parse_spec
+    from tracking.db import engine
+
+    monkeypatch.chdir(tmp_path)
+    spec = parse_spec(base_spec(data_dir) | {"tracking": {"uri": "sqlite:///m.db?timeout=30"}})
+    assert spec.tracking.uri == f"sqlite:///{tmp_path.resolve() / 'm.db'}?timeout=30"
+    eng = engine(spec.tracking.uri)
+    assert eng.dialect.create_connect_args(eng.url)[1]["timeout"] == 30.0  # SQLAlchemy hands it to sqlite3
 
 
 def test_zero_and_other_bases_still_read_as_numbers(tmp_path, data_dir, base_spec):
