@@ -216,7 +216,8 @@ def _free_accelerator_memory(torch) -> None:
 
 def run_search(spec: Spec, *, out_dir: Path, address: str | None = None, console=None) -> SearchOutcome:
     start = time.monotonic()
-    _init_ray(address, worker_env(spec.resources.malloc))  # before the search's runs exist: a Ray that does not start leaves nothing RUNNING
+    # before the search's runs exist: a Ray that does not start leaves nothing RUNNING
+    _init_ray(address, worker_env(spec.resources.malloc))
     check_fits(spec, local=not address)
     ctx, storage = open_search(spec, out_dir)
     return _finish(spec, build_tuner(spec, ctx, out_dir=out_dir, storage=storage, console=console), ctx, out_dir, start)

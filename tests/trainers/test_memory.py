@@ -88,4 +88,5 @@ def test_worker_env_keeps_what_the_user_set():
     assert worker_env("lean", environ={}) == LEAN_ENV
     mine = {"MALLOC_MMAP_THRESHOLD_": "131072", "GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
     assert worker_env("lean", environ=mine) == {}  # the user's settings stand; none is added to them
-    assert worker_env("lean", environ={"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}) == {"MALLOC_MMAP_THRESHOLD_": "2097152"}
+    only_tunables = {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}
+    assert worker_env("lean", environ=only_tunables) == {"MALLOC_MMAP_THRESHOLD_": "2097152"}
