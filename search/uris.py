@@ -129,10 +129,8 @@ def _sqlite_query(query: str, shown: str) -> str:
     (SQLAlchemy hands it to sqlite3.connect). Any other would fail there, at the first trial."""
     if not query:
         return ""
-    from urllib.parse import parse_qsl
-
     try:
-        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=True)
     except ValueError:
         pairs = [("", query)]
     for key, value in pairs:
