@@ -49,7 +49,10 @@ def _timed_snapshots(stats: Path) -> None:
         finally:
             seen["calls"] += 1
             seen["seconds"] += time.perf_counter() - t0
-            stats.write_text(json.dumps(seen))
+            # Written beside and renamed over: a SIGKILL mid-write leaves the last whole snapshot, never an empty file.
+            part = stats.with_suffix(".part")
+            part.write_text(json.dumps(seen))
+            os.replace(part, stats)
 
     cls.sync_up_experiment_state = timed
 

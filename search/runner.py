@@ -238,7 +238,9 @@ def open_search(spec: Spec, out_dir: Path) -> tuple[SearchContext, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {"spec": stored_spec(spec), "ctx": dataclasses.asdict(ctx) | {"tracking_uri": mask(ctx.tracking_uri)},
              "storage": str(storage), "max_trials": max(DEFAULT_MAX_TRIALS, spec.trial_count())}
-    (out_dir / STATE_FILE).write_text(json.dumps(state, indent=1))
+    part = out_dir / f".{STATE_FILE}.part"  # renamed over: a driver killed mid-write leaves no half-written state
+    part.write_text(json.dumps(state, indent=1))
+    os.replace(part, out_dir / STATE_FILE)
     return ctx, storage
 
 
