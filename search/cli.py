@@ -23,13 +23,57 @@ def fail(message: object) -> None:
     sys.exit(2)
 
 
+_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
+def _backbone(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A command's --backbone, checked as a spec's backbone is (one line where it holds no model)."""
+    from search.spec import backbone_option
+
+    return backbone_option(value) if value else value
+
+
+def usage_line(e: click.UsageError, ctx: click.Context | None = None) -> str:
+    """click's four-line usage error as our one line: the option or argument (or the command) as
+    the field, click's rule, and where the help is. ctx, the group's, names the subcommand where
+    click's error carries no context of its own (an option's missing value)."""
+    where = e.ctx.command_path.split()[1:] if e.ctx else []
+    if not e.ctx and ctx is not None and ctx.invoked_subcommand:
+        where = [*ctx.command_path.split()[1:], ctx.invoked_subcommand]
+    param, option = getattr(e, "param", None), getattr(e, "option_name", None)
+    rule = e.format_message() if param is None else (e.message or "")
+    if param is not None:
+        field = param.opts[0] if isinstance(param, click.Option) and param.opts else param.human_readable_name
+    elif option and not isinstance(e, click.NoSuchOption):  # "Option '--x' requires an argument."
+        field, rule = option, rule.replace(f"Option '{option}' ", "").replace(f"option '{option}' ", "")
+    else:
+        field = " ".join(where) or "command"
+    if isinstance(e, click.MissingParameter):
+        rule = "is required, got nothing"
+    rule = rule.rstrip(".") or "is not valid"
+    see = f" (see '{' '.join(['peftsearch', *where, '--help'])}')"
+    return f"{field}: {rule[0].lower() + rule[1:]}{see}"
+
+
 class _Cli(click.Group):
-    """Known user errors (ValueError: SpecError, DataError, ...; NoRunsError) become one line on
-    stderr and exit 2, with no traceback."""
+    """Known user errors (ValueError: SpecError, DataError, ...; NoRunsError) and click's usage
+    errors become one line on stderr and exit 2, with no traceback."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as e:
+            if isinstance(e, _HELP):  # a bare group: its help, as click shows it
+                raise
+            fail(usage_line(e))
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.UsageError as e:
+            if isinstance(e, _HELP):  # a bare group: its help, as click shows it
+                raise
+            fail(usage_line(e, ctx))
         except ValueError as e:
             fail(e)
         except RuntimeError as e:
@@ -91,11 +135,15 @@ def run(spec: str, data_dir: str | None, tracking_uri: str | None, max_trials: i
     from rich.console import Console
 
     from search.runner import check_fits, local_resources, run_search
+    from search.spec import fetch_hub_config
     from search.uris import mask
 
     check_fits(s, local=not address, have=local_resources(s))  # a trial the local Ray cannot hold
+    note = None if address else fetch_hub_config(s)  # a cluster's workers may reach the hub where we do not
     console = Console(stderr=True, highlight=False, soft_wrap=True)
     console.print(f"[bold]{s.name}[/]: {count(s.trial_count(), 'trial')} on {s.backbone} → {mask(s.tracking.uri)}")
+    if note:
+        console.print(note, markup=False)
 
     def search():
         result = run_search(s, out_dir=out, address=address, console=console)
@@ -460,7 +508,7 @@ def tasks() -> None:
 
 
 @main.command()
-@click.option("--backbone", default="sentence-transformers/all-MiniLM-L6-v2", show_default=True,
+@click.option("--backbone", callback=_backbone, default="sentence-transformers/all-MiniLM-L6-v2", show_default=True,
               help="Count trainable parameters on this backbone (hub id or local directory).")
 def methods(backbone: str) -> None:
     """List the methods: name, trainable parameters on BACKBONE (head excluded), description."""
@@ -471,7 +519,7 @@ def methods(backbone: str) -> None:
 
 
 @bench.command("methods")
-@click.option("--backbone", default="sentence-transformers/all-MiniLM-L6-v2", show_default=True,
+@click.option("--backbone", callback=_backbone, default="sentence-transformers/all-MiniLM-L6-v2", show_default=True,
               help="A hub id or model directory of any family (`python -m trainers.bench make-backbone` builds "
                    "paper-sized ones with random weights).")
 @click.option("--route", default="auto", show_default=True, type=click.Choice(["auto", "head", "lm"]),
@@ -497,7 +545,7 @@ def bench_methods_cmd(backbone, route, batch, seq_len, repeats, warmup, only, de
 @bench.command("aot-precision")
 @click.option("--method", default="aot_fc", show_default=True, type=click.Choice(["aot_fc", "aot_kron"]))
 @click.option("--task", default="rte", show_default=True)
-@click.option("--backbone", default="sentence-transformers/all-MiniLM-L6-v2", show_default=True)
+@click.option("--backbone", callback=_backbone, default="sentence-transformers/all-MiniLM-L6-v2", show_default=True)
 @click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
 @click.option("--train-examples", default=512, show_default=True)
 @click.option("--epochs", default=3, show_default=True)
@@ -517,7 +565,7 @@ def bench_aot_precision(method, task, backbone, data_dir, train_examples, epochs
 
 @bench.command("convergence")
 @click.option("--task", default="sst2", show_default=True)
-@click.option("--backbone", default="sentence-transformers/all-MiniLM-L6-v2", show_default=True)
+@click.option("--backbone", callback=_backbone, default="sentence-transformers/all-MiniLM-L6-v2", show_default=True)
 @click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
 @click.option("--train-examples", default=640, show_default=True)
 @click.option("--eval-examples", default=200, show_default=True)
@@ -575,7 +623,7 @@ def bench_memory(spec: str, data_dir: str, max_epochs: int | None, malloc: str |
               help="Rounds of sequential / Ray / Ray+MLflow, in a shuffled order each.")
 @click.option("--examples", default=32, show_default=True, help="Train and dev examples per trial.")
 @click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
-@click.option("--backbone", help="A local model directory [default: a tiny config-built BERT].")
+@click.option("--backbone", callback=_backbone, help="A local model directory [default: a tiny config-built BERT].")
 def bench_search(trials: int, rounds: int, examples: int, data_dir: str, backbone: str | None) -> None:
     """Ray Tune's and MLflow's cost per trial, against the same trainings run one after another."""
     from search.bench_search import run_bench, table
@@ -600,7 +648,7 @@ def bench_search(trials: int, rounds: int, examples: int, data_dir: str, backbon
 @click.option("--outage-s", default=0.0, show_default=True, type=click.FloatRange(min=0),
               help="Stop the MLflow server this long, half-way through each load.")
 @click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
-@click.option("--backbone", help="A local model directory for the recorded trial [default: a tiny config-built BERT].")
+@click.option("--backbone", callback=_backbone, help="A local model directory for the recorded trial [default: a tiny config-built BERT].")
 def bench_scale(sizes, evals, interval, procs, modes, server_workers, sgi, outage_s, data_dir, backbone) -> None:
     """N simulated trials logging at once to an MLflow server on PostgreSQL, counted in PostgreSQL."""
     from search.bench_scale import HEADER, Load, row, run_scale
@@ -626,7 +674,7 @@ def bench_scale(sizes, evals, interval, procs, modes, server_workers, sgi, outag
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), help="Ray worker nodes.")
 @click.option("--checkpoint-s", default="auto", show_default=True, help="TUNE_GLOBAL_CHECKPOINT_S for the driver.")
 @click.option("--data-dir", envvar="PEFTSEARCH_DATA_DIR", required=True, type=click.Path(exists=True), help=DATA_DIR_HELP)
-@click.option("--backbone", help="A local model directory [default: a tiny config-built BERT].")
+@click.option("--backbone", callback=_backbone, help="A local model directory [default: a tiny config-built BERT].")
 def bench_width(trials, workers, checkpoint_s, data_dir, backbone) -> None:
     """A wide search on a loopback cluster: driver CPU per result, Tune's snapshots, kill -9 and resume."""
     from search.bench_width import run_width, table

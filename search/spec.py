@@ -196,14 +196,7 @@ class Spec(_Strict):
     @field_validator("backbone")
     @classmethod
     def _backbone(cls, v: str) -> str:
-        path = checked_path("", v)
-        kind = probe(path, v)
-        if kind == "dir":
-            _check_model_dir(path, v)
-            return str(path.resolve())
-        if v.startswith(("/", ".", "~")) or not _HUB_ID.fullmatch(v) or kind is not None or not _valid_repo_id(v):
-            raise ValueError(f"must be an existing model directory or a Hugging Face id like org/name (got {v!r})")
-        return v
+        return checked_backbone(v)
 
     @field_validator("tasks")
     @classmethod
@@ -471,6 +464,28 @@ def _check_window(window: int | None, needed: int) -> None:
                          f"tokens, or tokens past it lose sight of the prefix (got {needed})")
 
 
+def checked_backbone(v: str) -> str:
+    """A model directory (made absolute; it holds a config and weights) or a valid hub id."""
+    path = checked_path("", v)
+    kind = probe(path, v)
+    if kind == "dir":
+        _check_model_dir(path, v)
+        return str(path.resolve())
+    if v.startswith(("/", ".", "~")) or not _HUB_ID.fullmatch(v) or kind is not None or not _valid_repo_id(v):
+        raise ValueError(f"must be an existing model directory or a Hugging Face id like org/name (got {v!r})")
+    return v
+
+
+def backbone_option(v: str) -> str:
+    """A command's --backbone, checked as the spec's backbone is, config.json included."""
+    try:
+        v = checked_backbone(v)
+        backbone_config(v)
+    except ValueError as e:
+        raise ValueError(f"--backbone: {str(e).removeprefix('backbone: ')}") from None
+    return v
+
+
 def backbone_config(backbone: str) -> dict[str, Any] | None:
     """The backbone's config.json, if the backbone is a local directory or a packaged model."""
     from trainers.backbone import PACKAGED_MODELS, resolve_backbone
@@ -483,6 +498,42 @@ def backbone_config(backbone: str) -> dict[str, Any] | None:
     if not (path / "config.json").is_file():
         return None
     return _read_config(path / "config.json", backbone)
+
+
+def fetch_hub_config(spec: "Spec") -> str | None:
+    """`run` on this machine, for a hub backbone whose config.json is not cached: one request asks
+    the hub about the model (no retries), and its config.json is fetched (one small file), so a
+    model the hub says does not exist, or a gated one this token cannot read, is one line before
+    anything is written, and the method × backbone rules see its config as for a local one. A hub
+    that cannot be reached (offline, HF_HUB_OFFLINE) refuses nothing: the returned note says the
+    rules wait for the trial, which may have the network or a cache this check does not."""
+    import logging
+
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if backbone_config(spec.backbone) is not None:
+        return None
+    later = (f"note: the Hugging Face hub cannot be reached for {spec.backbone}'s config.json: the method × "
+             f"backbone rules are checked when a trial loads it")
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # its retry lines; the outcome is one line of ours
+    try:
+        HfApi().model_info(spec.backbone, timeout=10)
+        hf_hub_download(spec.backbone, "config.json")
+    except GatedRepoError:  # a subclass of RepositoryNotFoundError
+        raise SpecError(f"backbone: the hub model is gated; accept its terms and `hf auth login`, "
+                        f"got {short(spec.backbone)}") from None
+    except RepositoryNotFoundError:
+        raise SpecError(f"backbone: no such model on the Hugging Face hub (or it is private), "
+                        f"got {short(spec.backbone)}") from None
+    except Exception:  # no network, offline mode, a timeout, any other HTTP or OS failure of the hub
+        return later
+    finally:
+        hub_log.setLevel(level)
+    check_applicability(spec, backbone_config(spec.backbone))
+    return None
 
 
 def _hub_cached_config(repo_id: str) -> Path | None:
@@ -729,6 +780,9 @@ def format_error(e: ValidationError) -> str:
             return f"{head}: {m.group(2)}"
         sep = "" if head.startswith("[") else "."
         return f"{field}{sep}{head}: {m.group(2)}"
+    if err["type"] == "missing":  # the input is the whole parent mapping: nothing worth echoing
+        return f"{'.'.join(loc) or 'spec'}: {msg}, got nothing"
+    msg = msg.replace(", got a number with a fractional part", ", not a number with a fractional part")
     got = "" if err["type"] == "value_error" or "input" not in err else f" (got {short(err['input'], 120)})"
     return f"{'.'.join(loc) or 'spec'}: {msg}{got}"
 

@@ -1,0 +1,99 @@
+"""Errors outside the spec file, held to the same line as the spec's: a bad flag, a missing
+argument, an unknown command or option, a `--backbone` that holds no model, and a hub backbone the
+hub says does not exist, each one stderr line `peftsearch: error: FIELD: ...`, exit 2, no traceback,
+nothing written. A hub the machine cannot reach refuses nothing: `run` starts and says the backbone
+rules wait for the trial."""
+from __future__ import annotations
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from search.cli import main
+from tests.search.test_edge import refused
+
+
+@pytest.fixture
+def spec_file(tmp_path, data_dir, base_spec):
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(base_spec(data_dir), sort_keys=False))
+    return tmp_path
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["validate", "spec.yaml", "--max-trials", "-1"], "--max-trials: -1 is not in the range x>=1 (see 'peftsearch validate --help')"),
+    (["validate", "spec.yaml", "--max-trials", "many"], "--max-trials: 'many' is not a valid integer"),
+    (["run"], "SPEC: is required, got nothing (see 'peftsearch run --help')"),
+    (["validate", "spec.yaml", "--bad"], "validate: no such option '--bad' (see 'peftsearch validate --help')"),
+    (["frobnicate"], "command: no such command 'frobnicate'"),
+    (["evp", "--score", "best"], "--score: 'best' is not one of 'selection', 'reported'"),
+    (["run", "spec.yaml", "--max-trials"], "--max-trials: requires an argument (see 'peftsearch run --help')"),
+])
+def test_a_usage_error_is_one_line(args, expected, spec_file):
+    line = refused(args, spec_file, "")
+    assert expected.lower() in line.lower(), line
+    assert line.count("\n") == 0 and "Usage:" not in line and "Try " not in line
+
+
+def test_a_bare_group_still_shows_its_help():
+    result = CliRunner().invoke(main, [])
+    assert "Usage:" in result.output and "Commands:" in result.output
+    result = CliRunner().invoke(main, ["bench"])
+    assert "Usage:" in result.output and "memory" in result.output
+
+
+@pytest.mark.parametrize("command,backbone,expected", [
+    ("methods", "/nonexistent/model", "--backbone: must be an existing model directory or a Hugging Face id"),
+    ("methods", "{empty}", "--backbone: a model directory must hold config.json"),
+    ("bench methods", "/nonexistent/model", "--backbone: must be an existing model directory"),
+    ("bench search", "~nosuchuser/model", "--backbone: ~nosuchuser names no user of this machine"),
+    ("bench convergence", "{empty}", "--backbone: a model directory must hold config.json"),
+    ("bench aot-precision", "{empty}", "--backbone: a model directory must hold config.json"),
+])
+def test_a_backbone_option_is_checked_like_a_spec_backbone(command, backbone, expected, tmp_path, data_dir):
+    """Every command's --backbone (bench's take --data-dir from PEFTSEARCH_DATA_DIR)."""
+    (tmp_path / "empty").mkdir()
+    where = backbone.replace("{empty}", str(tmp_path / "empty"))
+    refused([*command.split(), "--backbone", where], tmp_path, expected)
+
+
+def test_an_unreachable_hub_refuses_nothing(spec_file, monkeypatch):
+    """HF_HUB_OFFLINE=1 (tests/conftest.py) is a hub that cannot be reached: `run` starts."""
+    import search.runner
+
+    from tests.search.test_edge_fuzz import _Outcome
+
+    started = []
+    monkeypatch.setattr(search.runner, "run_search", lambda spec, **kw: started.append(spec) or _Outcome())
+    spec = yaml.safe_load((spec_file / "spec.yaml").read_text())
+    (spec_file / "spec.yaml").write_text(yaml.safe_dump({**spec, "backbone": "some-org/not-cached-model"}))
+    monkeypatch.chdir(spec_file)
+    result = CliRunner().invoke(main, ["run", "spec.yaml", "--out", "out"])
+    assert result.exit_code == 0 and len(started) == 1, result.output
+    assert "the method × backbone rules are checked when a trial loads it" in result.stderr
+
+
+@pytest.mark.parametrize("error,expected", [
+    ("RepositoryNotFoundError", "backbone: no such model on the Hugging Face hub (or it is private), "
+                                "got 'some-org/no-such-model'"),
+    ("GatedRepoError", "backbone: the hub model is gated"),
+])
+def test_a_model_the_hub_says_does_not_exist_is_refused_before_anything_is_written(error, expected, spec_file,
+                                                                                     monkeypatch):
+    """A mock: no hub can be reached here, so the hub's own answer (its error class, built on a real
+    404/401 response) stands in for huggingface.co."""
+    import httpx2
+    import huggingface_hub
+    import huggingface_hub.errors
+
+    import search.runner
+
+    def answer(self, repo_id, **kw):
+        status = 404 if error == "RepositoryNotFoundError" else 401
+        response = httpx2.Response(status, request=httpx2.Request("GET", f"https://huggingface.co/api/models/{repo_id}"))
+        raise getattr(huggingface_hub.errors, error)(f"{status} for {repo_id}", response=response)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", answer)
+    monkeypatch.setattr(search.runner, "run_search", lambda spec, **kw: pytest.fail("the search started"))
+    spec = yaml.safe_load((spec_file / "spec.yaml").read_text())
+    (spec_file / "spec.yaml").write_text(yaml.safe_dump({**spec, "backbone": "some-org/no-such-model"}))
+    refused(["run", "spec.yaml"], spec_file, expected)
