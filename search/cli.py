@@ -296,8 +296,19 @@ def _analysis_options(f):
     f = click.option("--out", type=click.Path(path_type=Path), default=Path("."), show_default=True)(f)
     f = click.option("--experiment", "experiments", required=True, multiple=True,
                      help="An MLflow experiment (a spec's name); repeat to combine several.")(f)
-    return click.option("--tracking-uri", required=True,
+    return click.option("--tracking-uri", required=True, callback=_analysis_uri,
                         help="The tracking database URI, or an MLflow server's http(s):// URI.")(f)
+
+
+def _analysis_uri(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """The analysis reads a store a search wrote: checked as a spec's tracking.uri is, and it must
+    exist and hold MLflow's tables (one line, before anything is read or written)."""
+    from search.uris import check_tracking_uri
+
+    try:
+        return check_tracking_uri(value, existing=True)
+    except ValueError as e:
+        raise ValueError(f"--tracking-uri: {e}") from None
 
 
 def _selection(experiments, tasks, methods, backbones, tags, group_by):

@@ -55,9 +55,11 @@ def has_secret(uri: str) -> bool:
     return mask(uri) != uri
 
 
-def check_tracking_uri(uri: str) -> str:
+def check_tracking_uri(uri: str, *, existing: bool = False) -> str:
     """Return the URI with a relative SQLite path made absolute (trials run in other
-    directories), or raise ValueError naming the rule that the URI breaks (password masked)."""
+    directories), or raise ValueError naming the rule that the URI breaks (password masked).
+    ``existing``: the analysis reads a store a search has written, so a SQLite file must exist and
+    a database must hold MLflow's tables."""
     remember_secrets(uri)
     shown = mask(uri)
     if any(c.isspace() or not c.isprintable() for c in uri):
@@ -68,7 +70,7 @@ def check_tracking_uri(uri: str) -> str:
     if authority.count("@") > 1:
         raise ValueError(f"an '@' in the user or password must be URL-encoded as %40, got {shown!r}")
     if scheme == "sqlite":
-        return _sqlite(uri)
+        return _sqlite(uri, existing=existing)
     if scheme in ("", "file"):
         raise ValueError(f"must be a database or server URI ({SCHEMES}); MLflow refuses file stores, got {shown!r}")
     if scheme not in ("postgresql", "mysql", "mssql", "http", "https"):
@@ -76,7 +78,23 @@ def check_tracking_uri(uri: str) -> str:
     if scheme in ("http", "https"):
         return _server(uri, _parse(uri, host=True))
     _parse(uri, host=False)  # a database may be reached without a host: postgresql:///db is a local socket
-    return _database(uri)
+    return _database(_postgres_driver(uri), existing=existing)
+
+
+def _postgres_driver(uri: str) -> str:
+    """postgresql:// names no driver, and SQLAlchemy >= 2.1 then imports psycopg (3): where only
+    psycopg2 is installed (peftsearch[postgres], MLflow's own image) the URI names psycopg2."""
+    import importlib.util
+
+    head, sep, rest = uri.partition("://")
+    if head.lower() != "postgresql":
+        return uri
+    import sqlalchemy as sa
+
+    default = sa.dialects.registry.load("postgresql").driver  # psycopg2 before SQLAlchemy 2.1, psycopg from it
+    if importlib.util.find_spec(default) is None and importlib.util.find_spec("psycopg2") is not None:
+        return f"postgresql+psycopg2{sep}{rest}"
+    return uri
 
 
 def _parse(uri: str, *, host: bool) -> urllib.parse.SplitResult:
@@ -98,7 +116,7 @@ def _parse(uri: str, *, host: bool) -> urllib.parse.SplitResult:
     return parts
 
 
-def _sqlite(uri: str) -> str:
+def _sqlite(uri: str, *, existing: bool = False) -> str:
     shown = mask(uri)
     path, _, query = uri.split("://", 1)[1].partition("?")
     query = _sqlite_query(query, shown)
@@ -117,9 +135,13 @@ def _sqlite(uri: str) -> str:
             raise ValueError(f"the file exists and is not a SQLite database, got {shown!r}")
     elif kind is not None:
         raise ValueError(f"names a {kind}, not a database file, got {shown!r}")
+    elif existing:
+        raise ValueError(f"no such database file (give the tracking.uri a search logged to), got {shown!r}")
     elif probe(file.parent, shown) != "dir":
         raise ValueError(f"the database's directory does not exist, got {shown!r}")
-    if not os.access(file if kind else file.parent, os.W_OK):
+    if existing:
+        _mlflow_tables(f"sqlite:///{file}", shown)
+    elif not os.access(file if kind else file.parent, os.W_OK):
         raise ValueError(f"the database is not writable, got {shown!r}")
     return f"sqlite:///{file}" + (f"?{query}" if query else "")
 
@@ -145,7 +167,24 @@ def _sqlite_query(query: str, shown: str) -> str:
     return query
 
 
-def _database(uri: str) -> str:
+def _mlflow_tables(uri: str, shown: str) -> None:
+    """The database holds MLflow's tables (an analysis of anything else has no runs to read)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(uri)
+    try:
+        with engine.connect() as conn:
+            tables = set(sa.inspect(conn).get_table_names())
+    except sa.exc.SQLAlchemyError as e:
+        first = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        raise ValueError(f"cannot read the database: {redact(first)}, got {shown!r}") from None
+    finally:
+        engine.dispose()
+    if not {"experiments", "runs"} <= tables:
+        raise ValueError(f"is not an MLflow tracking database (no experiments or runs table), got {shown!r}")
+
+
+def _database(uri: str, *, existing: bool = False) -> str:
     import sqlalchemy as sa  # only for database URIs: validate stays fast
 
     shown = mask(uri)
@@ -162,6 +201,8 @@ def _database(uri: str) -> str:
         raise ValueError(f"cannot connect to the database: {redact(first)}, got {shown!r}") from None
     finally:
         engine.dispose()
+    if existing:
+        _mlflow_tables(uri, shown)
     return uri
 
 

@@ -97,3 +97,57 @@ def test_a_model_the_hub_says_does_not_exist_is_refused_before_anything_is_writt
     spec = yaml.safe_load((spec_file / "spec.yaml").read_text())
     (spec_file / "spec.yaml").write_text(yaml.safe_dump({**spec, "backbone": "some-org/no-such-model"}))
     refused(["run", "spec.yaml"], spec_file, expected)
+
+
+@pytest.mark.parametrize("uri,expected", [
+    ("sqlite:///nosuch.db", "--tracking-uri: no such database file"),
+    ("sqlite:///notes.txt", "--tracking-uri: the file exists and is not a SQLite database"),
+    ("sqlite:///other.db", "--tracking-uri: is not an MLflow tracking database"),
+    ("sqlite:///empty.db", "--tracking-uri: is not an MLflow tracking database"),
+    ("sqlite:///folder", "--tracking-uri: names a directory"),
+    ("http://127.0.0.1:9", "--tracking-uri: cannot reach the MLflow server"),
+    ("http://127.0.0.1:port", "--tracking-uri: the port must be a number in 1-65535"),
+    ("bogus://x", "--tracking-uri: unsupported scheme 'bogus'"),
+    ("sqlite:///~nosuchuser/mlflow.db", "--tracking-uri: ~nosuchuser names no user"),
+])
+@pytest.mark.parametrize("command", ["evp", "summary", "compare", "report"])
+def test_the_analysis_reads_only_a_tracking_store_that_exists(command, uri, expected, tmp_path):
+    """The regression: a SQLite URI naming no file made an empty database there, then a traceback
+    ('no such table: experiments'); an unreachable server was retried for minutes."""
+    import sqlite3
+
+    (tmp_path / "notes.txt").write_text("not a database\n")
+    (tmp_path / "empty.db").touch()
+    (tmp_path / "folder").mkdir()
+    sqlite3.connect(tmp_path / "other.db").execute("CREATE TABLE t (x)").connection.close()
+    refused([command, "--experiment", "demo", "--tracking-uri", uri], tmp_path, expected)
+
+
+def test_the_analysis_names_a_missing_experiment_of_a_real_store(tmp_path):
+    import mlflow
+
+    mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").create_experiment("other")
+    refused(["evp", "--experiment", "demo", "--tracking-uri", "sqlite:///mlflow.db"], tmp_path,
+            "experiment: no experiment named 'demo' (found: Default, other)")
+
+
+@pytest.mark.integration
+def test_a_plain_postgresql_uri_uses_the_installed_driver(tmp_path):
+    """SQLAlchemy >= 2.1 reads postgresql:// as psycopg (3); peftsearch[postgres] installs psycopg2.
+    A real PostgreSQL: the plain URI is used, and read, through psycopg2."""
+    import mlflow
+
+    from search.uris import check_tracking_uri
+    from tracking.servers import Postgres
+
+    pg = Postgres("mlflow")
+    try:
+        plain = pg.uri.replace("postgresql+psycopg2://", "postgresql://")
+        refused(["evp", "--experiment", "demo", "--tracking-uri", plain], tmp_path,
+                "--tracking-uri: is not an MLflow tracking database")
+        mlflow.MlflowClient(pg.uri).create_experiment("other")  # MLflow makes its schema
+        assert check_tracking_uri(plain).startswith("postgresql+psycopg2://")
+        refused(["evp", "--experiment", "demo", "--tracking-uri", plain], tmp_path,
+                "experiment: no experiment named 'demo'")
+    finally:
+        pg.stop()
