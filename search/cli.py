@@ -33,6 +33,13 @@ def _backbone(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return backbone_option(value) if value else value
 
 
+def _ray_address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """run's and resume's --address: its form, and that something listens there (one line)."""
+    from search.uris import check_ray_address
+
+    return None if value is None else check_ray_address(value)
+
+
 def usage_line(e: click.UsageError, ctx: click.Context | None = None) -> str:
     """click's four-line usage error as our one line: the option or argument (or the command) as
     the field, click's rule, and where the help is. ctx, the group's, names the subcommand where
@@ -120,7 +127,8 @@ def _load(spec: str, data_dir: str | None, tracking_uri: str | None, max_trials:
 
 @main.command()
 @_spec_options
-@click.option("--address", envvar="RAY_ADDRESS", help="Join this Ray cluster instead of starting a local one.")
+@click.option("--address", envvar="RAY_ADDRESS", callback=_ray_address,
+              help="Join this Ray cluster (auto, HOST:PORT of its GCS, or ray://HOST:PORT) instead of starting a local one.")
 @click.option("--out", type=click.Path(path_type=Path), help="Output directory [default: peftsearch-out/NAME].")
 def run(spec: str, data_dir: str | None, tracking_uri: str | None, max_trials: int | None, address: str | None,
         out: Path | None) -> None:
@@ -199,7 +207,8 @@ def _tag_spec_commit(spec: str, uri: str, parent_run_id: str) -> None:
 
 @main.command()
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--address", envvar="RAY_ADDRESS", help="Join this Ray cluster instead of starting a local one.")
+@click.option("--address", envvar="RAY_ADDRESS", callback=_ray_address,
+              help="Join this Ray cluster (auto, HOST:PORT of its GCS, or ray://HOST:PORT) instead of starting a local one.")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI",
               help="The tracking URI again, when it holds a password (search.json keeps it masked).")
 def resume(out: Path, address: str | None, tracking_uri: str | None) -> None:

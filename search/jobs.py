@@ -68,6 +68,9 @@ def _client(address: str):
     except (ConnectionError, RuntimeError) as e:
         raise ValueError(f"address: cannot reach the Ray Jobs API (the head's dashboard) at {address}: "
                          f"{str(e).splitlines()[0]}") from e
+    except ValueError as e:  # Ray's "Invalid address format: ..."
+        raise ValueError(f"address: the Ray Jobs API is the head's dashboard, http://HEAD:8265 "
+                         f"({(str(e).splitlines() or [type(e).__name__])[0]}), got {address!r}") from None
 
 
 def submit(spec: Spec, *, address: str, out: str | None = None) -> str:

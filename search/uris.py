@@ -248,3 +248,48 @@ def _server_credentials(uri: str, parts: urllib.parse.SplitResult) -> None:
     credentials = (user, password) if user and password else None
     urllib.request.urlopen(_request(uri, "/api/2.0/mlflow/experiments/search?max_results=1", credentials),
                            timeout=5).close()
+
+
+def check_ray_address(address: str) -> str:
+    """`run`'s and `resume`'s --address: ``auto`` (the cluster `ray start` made on this machine),
+    the head's GCS ``HOST:PORT``, or Ray Client's ``ray://HOST[:PORT]``; checked for its form and
+    that something listens there (one TCP connect), or ValueError with one line."""
+    import socket
+
+    shown = mask(address)
+    if address in ("", "local"):
+        raise ValueError(f"--address: leave it out to start a local Ray, got {shown!r}")
+    if address.startswith(("http://", "https://")):
+        raise ValueError(f"--address: that is a Ray Jobs API (dashboard) address, which `peftsearch submit` takes; "
+                         f"run joins a cluster at its GCS address HOST:6379 or ray://HOST:10001, got {shown!r}")
+    if address == "auto":
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+
+        try:
+            canonicalize_bootstrap_address_or_die("auto")
+        except (ConnectionError, ValueError):
+            raise ValueError("--address: auto found no Ray cluster on this machine (start one with "
+                             "`ray start --head`, or give HOST:PORT), got 'auto'") from None
+        return address
+    client = address.startswith("ray://")
+    rest = address[len("ray://"):] if client else address
+    form = ("--address: must be auto, the head's GCS address HOST:PORT (port 6379 by default) or "
+            f"ray://HOST[:PORT], got {shown!r}")
+    if "://" in rest or any(c.isspace() for c in rest) or re.search(r"[/?#@]", rest):
+        raise ValueError(form)
+    try:
+        parts = urllib.parse.urlsplit(f"//{rest}")
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"--address: the port must be a number in 1-65535, got {shown!r}") from None
+    if not parts.hostname or (port is None and not client):
+        raise ValueError(form)
+    if port == 0:
+        raise ValueError(f"--address: the port must be a number in 1-65535, got {shown!r}")
+    port = port or 10001
+    try:
+        socket.create_connection((parts.hostname, port), timeout=5).close()
+    except OSError as e:
+        raise ValueError(f"--address: nothing answers at {parts.hostname}:{port} "
+                         f"({e.strerror or type(e).__name__}), got {shown!r}") from None
+    return address

@@ -151,3 +151,46 @@ def test_a_plain_postgresql_uri_uses_the_installed_driver(tmp_path):
                 "experiment: no experiment named 'demo'")
     finally:
         pg.stop()
+
+
+@pytest.mark.parametrize("address,expected", [
+    ("bogus", "--address: must be auto, the head's GCS address HOST:PORT"),
+    ("127.0.0.1:99999", "--address: the port must be a number in 1-65535"),
+    ("127.0.0.1:{closed}", "--address: nothing answers at 127.0.0.1:"),
+    ("ray://127.0.0.1:{closed}", "--address: nothing answers at 127.0.0.1:"),
+    ("ray://h:x", "--address: the port must be a number in 1-65535"),
+    ("local", "--address: leave it out to start a local Ray"),
+    ("http://127.0.0.1:8265", "--address: that is a Ray Jobs API (dashboard) address"),
+    (":6379", "--address: must be auto"),
+    ("host:", "--address: must be auto"),
+    ("nosuchhost.invalid:6379", "--address: nothing answers at nosuchhost.invalid:6379"),
+])
+@pytest.mark.parametrize("command", ["run", "resume"])
+def test_a_ray_address_is_checked_before_anything_starts(command, address, expected, spec_file):
+    """The regressions: 'bogus' was Ray's 'Invalid address format' after run's first line; a port
+    of 99999 hung in Ray's GCS client; 'auto' with no cluster was a traceback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # bound, never listening: refused
+        target = "spec.yaml" if command == "run" else "out"
+        refused([command, target, "--address", address.replace("{closed}", str(closed))], spec_file, expected)
+
+
+def test_auto_finds_no_cluster_in_one_line(spec_file, monkeypatch, tmp_path):
+    """No `ray start` on this machine (Ray looks for a running GCS and for its temp dir's address file)."""
+    import ray._private.services as services
+
+    if services.find_gcs_addresses():
+        pytest.skip("a Ray cluster runs on this machine")
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "no-ray"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    refused(["run", "spec.yaml", "--address", "auto"], spec_file, "--address: auto found no Ray cluster on this machine")
+
+
+@pytest.mark.parametrize("command", ["status", "logs", "stop"])
+def test_a_jobs_address_of_the_wrong_form_names_the_field(command, spec_file):
+    """(submit reaches the same client once its spec, tracking URI included, has passed the edge.)"""
+    refused([command, "job", "--address", "bogus"], spec_file,
+            "address: the Ray Jobs API is the head's dashboard, http://HEAD:8265")

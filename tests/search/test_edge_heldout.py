@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -488,6 +489,7 @@ def _has_gpu() -> bool:
 def test_valid_input_is_accepted_and_started(case, tmp_path, data_dir, fixtures, base_spec, monkeypatch, recorded_runs):
     monkeypatch.setenv("PEFTSEARCH_TEST_NAME", "edge-env")
     _case_file(tmp_path, case, base_spec(data_dir), fixtures)
+    head = socket.create_server(("127.0.0.1", 0))  # a cluster's head: run checks that --address answers
     old = Path.cwd()
     os.chdir(tmp_path)
     try:
@@ -496,9 +498,10 @@ def test_valid_input_is_accepted_and_started(case, tmp_path, data_dir, fixtures,
         # a trial that asks for a GPU this machine lacks is refused locally (test_local_ray.py): a cluster's
         # address stands in, as the run itself is recorded, not started
         gpu = (load_yaml(tmp_path / "spec.yaml").get("resources") or {}).get("gpu", 0)
-        where = ["--address", "127.0.0.1:1"] if gpu and not _has_gpu() else []
+        where = ["--address", f"127.0.0.1:{head.getsockname()[1]}"] if gpu and not _has_gpu() else []
         r = CliRunner().invoke(main, ["run", "spec.yaml", "--out", "out", *where])
     finally:
+        head.close()
         os.chdir(old)
     assert r.exit_code == 0 and len(recorded_runs) == 1, r.output
 
