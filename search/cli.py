@@ -186,13 +186,9 @@ def _report(console, uri: str, search) -> None:
 
 def _out_dir(out: Path) -> Path:
     """--out, checked like a spec path: not a file, no over-long name, no unknown ~user."""
-    from search.paths import checked_path, probe
+    from search.paths import writable_dir
 
-    path = checked_path("out", str(out)).resolve()
-    kind = probe(path, str(out))
-    if kind not in (None, "dir"):
-        raise ValueError(f"out: must be a directory, got a {kind} {str(out)!r}")
-    return path
+    return writable_dir("out", str(out))
 
 
 def _tag_spec_commit(spec: str, uri: str, parent_run_id: str) -> None:
@@ -302,11 +298,18 @@ def _analysis_options(f):
                      help="Only trials with this tag (repeatable; 'protocol' means peftsearch.protocol).")(f)
     for name in ("backbone", "method", "task"):
         f = click.option(f"--{name}", f"{name}s", multiple=True, help=f"Only these {name}s (repeatable).")(f)
-    f = click.option("--out", type=click.Path(path_type=Path), default=Path("."), show_default=True)(f)
+    f = click.option("--out", type=click.Path(path_type=Path), default=Path("."), show_default=True,
+                     callback=_analysis_out)(f)
     f = click.option("--experiment", "experiments", required=True, multiple=True,
                      help="An MLflow experiment (a spec's name); repeat to combine several.")(f)
     return click.option("--tracking-uri", required=True, callback=_analysis_uri,
                         help="The tracking database URI, or an MLflow server's http(s):// URI.")(f)
+
+
+def _analysis_out(ctx: click.Context, param: click.Parameter, value: Path) -> Path:
+    from search.paths import writable_dir
+
+    return writable_dir("--out", str(value))
 
 
 def _analysis_uri(ctx: click.Context, param: click.Parameter, value: str) -> str:

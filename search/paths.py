@@ -51,3 +51,27 @@ def probe(path: Path, shown: str | None = None) -> str | None:
     if stat.S_ISREG(mode):
         return "file"
     return "special file"
+
+
+def writable_dir(field: str, value: str) -> Path:
+    """An output directory, absolute: one that exists, or one that can be made, and that a file
+    can be written in. Checked by making (and removing at once) a directory where the first file
+    would go, so a read-only or pseudo file system (/proc, /sys) is one line before any work."""
+    import tempfile
+
+    head, got = f"{field}: " if field else "", short(value)
+    path = checked_path(field, value).absolute()
+    kind = probe(path, value)
+    if kind not in (None, "dir"):
+        raise ValueError(f"{head}must be a directory, got a {kind} {got}")
+    there = path
+    while kind is None:  # the nearest part of it that exists
+        there = there.parent
+        kind = probe(there, value)
+    if kind != "dir":
+        raise ValueError(f"{head}{there} is a {kind}, not a directory, got {got}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".peftsearch-check-", dir=there))
+    except OSError as e:
+        raise ValueError(f"{head}cannot write in {there} ({e.strerror or type(e).__name__}), got {got}") from None
+    return path.resolve()

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from search.paths import checked_path, probe
+from search.paths import checked_path, probe, writable_dir
 
 SCHEMES = "sqlite:///PATH, postgresql://..., mysql://..., http(s)://MLFLOW_SERVER"
 MASK = "***"
@@ -141,8 +141,13 @@ def _sqlite(uri: str, *, existing: bool = False) -> str:
         raise ValueError(f"the database's directory does not exist, got {shown!r}")
     if existing:
         _mlflow_tables(f"sqlite:///{file}", shown)
-    elif not os.access(file if kind else file.parent, os.W_OK):
+    elif kind and not os.access(file, os.W_OK):
         raise ValueError(f"the database is not writable, got {shown!r}")
+    elif not kind:  # a new database: its directory takes a file (not /proc, not a read-only mount)
+        try:
+            writable_dir("", str(file.parent))
+        except ValueError:
+            raise ValueError(f"the database cannot be created in its directory, got {shown!r}") from None
     return f"sqlite:///{file}" + (f"?{query}" if query else "")
 
 

@@ -194,3 +194,29 @@ def test_a_jobs_address_of_the_wrong_form_names_the_field(command, spec_file):
     """(submit reaches the same client once its spec, tracking URI included, has passed the edge.)"""
     refused([command, "job", "--address", "bogus"], spec_file,
             "address: the Ray Jobs API is the head's dashboard, http://HEAD:8265")
+
+
+@pytest.mark.parametrize("out,expected", [
+    ("/proc/peftsearch-out", "cannot write in /proc"),  # a pseudo file system: no new entries
+    ("/sys/peftsearch-out", "cannot write in /sys"),
+    ("spec.yaml/out", "is a file, not a directory"),
+    ("spec.yaml", "must be a directory, got a file"),
+    ("~nosuchuser/out", "~nosuchuser names no user"),
+])
+@pytest.mark.parametrize("command", ["run", "evp", "summary", "compare", "report"])
+def test_an_output_directory_that_cannot_be_written_is_one_line(command, out, expected, spec_file):
+    """The regression: run --out /proc/x wrote mlflow.db and mlartifacts, then a FileNotFoundError
+    traceback; an analysis --out that is a file was a FileExistsError traceback."""
+    import mlflow
+
+    mlflow.MlflowClient(f"sqlite:///{spec_file / 'mlflow.db'}").create_experiment("demo")
+    args = ["run", "spec.yaml"] if command == "run" else [command, "--experiment", "demo", "--tracking-uri",
+                                                           "sqlite:///mlflow.db"]
+    field = "out: " if command == "run" else "--out: "
+    refused([*args, "--out", out], spec_file, field + expected if expected.startswith("must") else expected)
+
+
+@pytest.mark.parametrize("uri", ["sqlite:////proc/mlflow.db", "sqlite:////sys/mlflow.db"])
+def test_a_new_sqlite_database_must_be_creatable(uri, spec_file):
+    refused(["validate", "spec.yaml", "--tracking-uri", uri], spec_file,
+            "tracking.uri: the database cannot be created in its directory")
