@@ -116,7 +116,9 @@ def _load(spec: str, data_dir: str | None, tracking_uri: str | None, max_trials:
     """The one validation pass (search/spec.py), with the command line's overrides."""
     from search.paths import checked_path
     from search.spec import DEFAULT_MAX_TRIALS, load_spec
+    from trainers.machine import check_env_seconds
 
+    check_env_seconds()  # PEFTSEARCH_RAY_START_TIMEOUT, PEFTSEARCH_TRACKING_RETRY_S
     overrides = {}
     if data_dir:
         overrides |= {"data.source": "local", "data.dir": str(checked_path("data.dir", data_dir).resolve())}
@@ -215,6 +217,9 @@ def resume(out: Path, address: str | None, tracking_uri: str | None) -> None:
     from search.runner import check_fits, load_state, local_resources, resume_search
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
+    from trainers.machine import check_env_seconds
+
+    check_env_seconds()
     spec = load_state(out, tracking_uri)[0]  # the edge, before Ray starts
     check_fits(spec, local=not address, have=local_resources(spec))
     _report(console, spec.tracking.uri,

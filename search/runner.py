@@ -17,6 +17,7 @@ from search import pruning
 from search.progress import Progress
 from search.spec import DEFAULT_MAX_TRIALS, Spec, parse_spec
 from search.uris import has_secret, mask
+from trainers.machine import RAY_START_TIMEOUT_ENV, env_seconds
 from trainers.config import TrialConfig
 from trainers.memory import worker_env
 from tracking import provenance, runs
@@ -441,8 +442,6 @@ def _artifact_location(uri: str, name: str) -> str | None:
     return None
 
 
-RAY_START_TIMEOUT_ENV = "PEFTSEARCH_RAY_START_TIMEOUT"  # seconds; a loaded machine needs more than Ray's 30
-RAY_START_TIMEOUT = 180.0
 
 
 class _NoTrialTracebacks(logging.Filter):
@@ -538,11 +537,7 @@ def _start_with_patience(start) -> None:
     PEFTSEARCH_RAY_START_TIMEOUT seconds (default 180) have passed, then say so in one line."""
     import ray
 
-    try:
-        budget = float(os.environ.get(RAY_START_TIMEOUT_ENV, RAY_START_TIMEOUT))
-    except ValueError:
-        raise ValueError(f"{RAY_START_TIMEOUT_ENV}: must be a number of seconds "
-                         f"(got {os.environ[RAY_START_TIMEOUT_ENV]!r})") from None
+    budget = env_seconds(RAY_START_TIMEOUT_ENV)
     deadline = time.monotonic() + budget
     while True:
         try:

@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from tracking.words import count
+from trainers.machine import TRACKING_RETRY_ENV, env_seconds
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -33,8 +34,7 @@ INCOMPLETE_TAG = "peftsearch.incomplete"  # on a parent run: "false", or why the
 TOKEN_TAG = "peftsearch.run_token"  # set at creation: a retried create_run finds the run it already made
 # How long one logging call keeps retrying a tracking store that is down or answers 5xx. MLflow's
 # own HTTP client retries first (MLFLOW_HTTP_REQUEST_MAX_RETRIES, about 4 minutes by default).
-RETRY_ENV = "PEFTSEARCH_TRACKING_RETRY_S"
-RETRY_S = 900.0
+RETRY_ENV = TRACKING_RETRY_ENV
 TAGS = ("method", "task", "backbone", "seed", "config_id", "search_id", "metric")
 
 
@@ -91,7 +91,7 @@ def retrying(fn: Callable[..., T], *args, what: str = "tracking call", conflicts
     """``fn(*args, **kwargs)``, retried with exponential backoff (0.5 s doubling to 30 s, jittered)
     while it fails transiently, for at most PEFTSEARCH_TRACKING_RETRY_S seconds (default 900);
     a unique-constraint conflict (see ``conflict``) is retried up to ``conflicts`` times."""
-    deadline = time.monotonic() + float(os.environ.get(RETRY_ENV, RETRY_S))
+    deadline = time.monotonic() + env_seconds(RETRY_ENV)
     delay = 0.5
     while True:
         try:

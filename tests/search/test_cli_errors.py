@@ -220,3 +220,19 @@ def test_an_output_directory_that_cannot_be_written_is_one_line(command, out, ex
 def test_a_new_sqlite_database_must_be_creatable(uri, spec_file):
     refused(["validate", "spec.yaml", "--tracking-uri", uri], spec_file,
             "tracking.uri: the database cannot be created in its directory")
+
+
+@pytest.mark.parametrize("name", ["PEFTSEARCH_RAY_START_TIMEOUT", "PEFTSEARCH_TRACKING_RETRY_S"])
+@pytest.mark.parametrize("value", ["soon", "-5", "inf", "nan", "1e999"])
+@pytest.mark.parametrize("command", ["validate", "run", "submit"])
+def test_a_duration_from_the_environment_is_checked_at_the_edge(name, value, command, spec_file, monkeypatch):
+    """The regression: a nan start-up wait retried Ray's start forever (nothing is >= nan)."""
+    monkeypatch.setenv(name, value)
+    args = [command, "spec.yaml"] + (["--address", "http://127.0.0.1:9"] if command == "submit" else [])
+    refused(args, spec_file, f"{name}: must be a finite number of seconds, 0 or more, got {value!r}")
+
+
+def test_resume_checks_the_environment_too(spec_file, monkeypatch):
+    (spec_file / "out").mkdir()
+    monkeypatch.setenv("PEFTSEARCH_TRACKING_RETRY_S", "nan")
+    refused(["resume", "out"], spec_file, "PEFTSEARCH_TRACKING_RETRY_S: must be a finite number of seconds")

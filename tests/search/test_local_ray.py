@@ -68,7 +68,7 @@ def test_a_ray_that_will_not_start_is_one_line_after_the_wait(monkeypatch):
 
 def test_a_bad_wait_setting_is_refused(monkeypatch):
     monkeypatch.setenv(runner.RAY_START_TIMEOUT_ENV, "soon")
-    with pytest.raises(ValueError, match="PEFTSEARCH_RAY_START_TIMEOUT: must be a number of seconds"):
+    with pytest.raises(ValueError, match="PEFTSEARCH_RAY_START_TIMEOUT: must be a finite number of seconds"):
         runner._start_with_patience(lambda: None)
 
 
