@@ -281,15 +281,15 @@ def validate(spec: str, data_dir: str | None, tracking_uri: str | None, max_tria
     without running anything."""
     from search.space import describe
 
-    from search.spec import backbone_config
+    from search.spec import fetch_hub_config
 
     s = _load(spec, data_dir, tracking_uri, max_trials)
+    note = fetch_hub_config(s)  # a hub backbone not cached: its config.json, as `run` fetches it
     click.echo(f"{s.name}: valid, {count(s.trial_count(), 'trial')}")
     for line in describe(s):
         click.echo(f"  {line}")
-    if backbone_config(s.backbone) is None:
-        click.echo(f"note: {s.backbone}'s config.json is neither local nor in the Hugging Face cache: the method × "
-                   f"backbone rules are checked when a trial loads it", err=True)
+    if note:
+        click.echo(note, err=True)
 
 
 def _analysis_options(f):

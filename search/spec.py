@@ -501,7 +501,7 @@ def backbone_config(backbone: str) -> dict[str, Any] | None:
 
 
 def fetch_hub_config(spec: "Spec") -> str | None:
-    """`run` on this machine, for a hub backbone whose config.json is not cached: one request asks
+    """`validate`, and `run` on this machine, for a hub backbone whose config.json is not cached: one request asks
     the hub about the model (no retries), and its config.json is fetched (one small file), so a
     model the hub says does not exist, or a gated one this token cannot read, is one line before
     anything is written, and the method × backbone rules see its config as for a local one. A hub

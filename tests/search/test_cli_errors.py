@@ -236,3 +236,22 @@ def test_resume_checks_the_environment_too(spec_file, monkeypatch):
     (spec_file / "out").mkdir()
     monkeypatch.setenv("PEFTSEARCH_TRACKING_RETRY_S", "nan")
     refused(["resume", "out"], spec_file, "PEFTSEARCH_TRACKING_RETRY_S: must be a finite number of seconds")
+
+
+def test_validate_asks_the_hub_as_run_does(spec_file, monkeypatch):
+    """A mock of the hub's answer, as above: validate refuses what run would."""
+    import httpx2
+    import huggingface_hub
+    import huggingface_hub.errors
+
+    def answer(self, repo_id, **kw):
+        response = httpx2.Response(404, request=httpx2.Request("GET", f"https://huggingface.co/api/models/{repo_id}"))
+        raise huggingface_hub.errors.RepositoryNotFoundError(f"404 for {repo_id}", response=response)
+
+    spec = yaml.safe_load((spec_file / "spec.yaml").read_text())
+    (spec_file / "spec.yaml").write_text(yaml.safe_dump({**spec, "backbone": "some-org/no-such-model"}))
+    monkeypatch.chdir(spec_file)
+    offline = CliRunner().invoke(main, ["validate", "spec.yaml"])  # HF_HUB_OFFLINE=1: a note, not a refusal
+    assert offline.exit_code == 0 and "rules are checked when a trial loads it" in offline.stderr, offline.output
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", answer)
+    refused(["validate", "spec.yaml"], spec_file, "backbone: no such model on the Hugging Face hub")
