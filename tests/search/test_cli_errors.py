@@ -93,6 +93,7 @@ def test_a_model_the_hub_says_does_not_exist_is_refused_before_anything_is_writt
         raise getattr(huggingface_hub.errors, error)(f"{status} for {repo_id}", response=response)
 
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", answer)
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # the mock answers: nothing reaches the network
     monkeypatch.setattr(search.runner, "run_search", lambda spec, **kw: pytest.fail("the search started"))
     spec = yaml.safe_load((spec_file / "spec.yaml").read_text())
     (spec_file / "spec.yaml").write_text(yaml.safe_dump({**spec, "backbone": "some-org/no-such-model"}))
@@ -254,4 +255,5 @@ def test_validate_asks_the_hub_as_run_does(spec_file, monkeypatch):
     offline = CliRunner().invoke(main, ["validate", "spec.yaml"])  # HF_HUB_OFFLINE=1: a note, not a refusal
     assert offline.exit_code == 0 and "rules are checked when a trial loads it" in offline.stderr, offline.output
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", answer)
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # the mock answers: nothing reaches the network
     refused(["validate", "spec.yaml"], spec_file, "backbone: no such model on the Hugging Face hub")
