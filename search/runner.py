@@ -17,8 +17,8 @@ from search import pruning
 from search.progress import Progress
 from search.spec import DEFAULT_MAX_TRIALS, Spec, parse_spec
 from search.uris import has_secret, mask
-from trainers.machine import RAY_START_TIMEOUT_ENV, env_seconds
 from trainers.config import TrialConfig
+from trainers.machine import RAY_START_TIMEOUT_ENV, env_seconds
 from trainers.memory import worker_env
 from tracking import provenance, runs
 from tracking.html_report import write_report
@@ -440,8 +440,6 @@ def _artifact_location(uri: str, name: str) -> str | None:
     if uri.startswith("sqlite:///"):
         return str(Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / name)
     return None
-
-
 
 
 class _NoTrialTracebacks(logging.Filter):
